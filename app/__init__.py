@@ -1,0 +1,1 @@
+"""socialstream: a stream-first social network backend."""
