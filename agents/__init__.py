@@ -1,0 +1,1 @@
+"""Faust agents: one module per topic, plus the per-user and per-day rollups."""

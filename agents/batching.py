@@ -1,0 +1,172 @@
+"""Shared machinery of the agents: batches, dead letters, rollup deltas, retries.
+
+Every agent runs one actor per partition (``isolated_partitions``) and takes
+records in batches with ``take_events``. A batch then holds records of one
+partition only, so the table writes made after the batch go to the changelog
+partition of that source partition, which is what Faust requires for
+recovery. Deltas for the per-user and per-day tables are summed per batch and
+sent as one record per key to the rollup topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+import weakref
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+from faust import streams
+
+from app.events import Event, InvalidEvent, day_to_date, decode_event
+from app.metrics import REJECTED, counters
+
+logger = logging.getLogger(__name__)
+
+BATCH_MAX = 1000
+BATCH_WITHIN_S = 0.02
+RETRY_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+T = TypeVar("T")
+
+
+async def partition_batches(stream: Any) -> AsyncIterator[list[Any]]:
+    """Yield the stream's events in batches, each from a single partition.
+
+    ``take_events`` does not leave a current event behind, and Faust picks a
+    table's changelog partition from the current event, so this sets the
+    last event of the batch as current before the caller writes its tables.
+    Faust exposes no public setter for that, hence the private context var.
+    """
+    async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+        if batch:
+            streams._current_event.set(weakref.ref(batch[-1]))
+            yield batch
+
+
+class DeadLetters:
+    """Sends rejected records to the dead-letter topic with their position."""
+
+    def __init__(self, topic: Any) -> None:
+        self._topic = topic
+        self._last_log = 0.0
+        self._suppressed = 0
+
+    async def send(self, record: Any, error: InvalidEvent | Exception) -> None:
+        message = record.message
+        field = getattr(error, "field", None)
+        reason = getattr(error, "message", None) or str(error)
+        value: bytes = message.value or b""
+        payload = {
+            "error": reason,
+            "field": field,
+            "topic": message.topic,
+            "partition": message.partition,
+            "offset": message.offset,
+            "key": _text(message.key),
+            "value": _text(value),
+            "value_base64": base64.b64encode(value).decode(),
+            "rejected_at_ms": int(time.time() * 1000),
+        }
+        await self._topic.send(key=message.key, value=orjson.dumps(payload))
+        counters.inc(REJECTED, topic=message.topic, reason=_reason(field))
+        self._log(message, field, reason)
+
+    def _log(self, message: Any, field: str | None, reason: str) -> None:
+        # Logged at most once a second; the counter keeps the exact number.
+        now = time.monotonic()
+        if now - self._last_log < 1.0:
+            self._suppressed += 1
+            return
+        logger.warning(
+            "dead-lettered record %s[%d]@%d: %s: %s (%d more since last log)",
+            message.topic, message.partition, message.offset, field, reason,
+            self._suppressed,
+        )
+        self._last_log = now
+        self._suppressed = 0
+
+
+def decode_or_none(record: Any, topic: str) -> tuple[Event | None, InvalidEvent | None]:
+    try:
+        return decode_event(record.message.value or b"", expected_topic=topic), None
+    except InvalidEvent as error:
+        return None, error
+
+
+def _text(raw: bytes | None) -> str | None:
+    if raw is None:
+        return None
+    return raw.decode("utf-8", errors="replace")
+
+
+def _reason(field: str | None) -> str:
+    return field or "unknown"
+
+
+def day_key(day: int) -> str:
+    return day_to_date(day).isoformat()
+
+
+class RollupDeltas:
+    """Sums of per-user and per-day counts collected over one batch."""
+
+    def __init__(self) -> None:
+        self.user_days: dict[str, dict[int, dict[str, int]]] = defaultdict(
+            lambda: defaultdict(lambda: defaultdict(int))
+        )
+        self.user_totals: dict[str, dict[str, int]] = defaultdict(
+            lambda: defaultdict(int)
+        )
+        self.days: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+
+    def add_user_day(self, user: str, day: int, **amounts: int) -> None:
+        bucket = self.user_days[user][day]
+        for name, amount in amounts.items():
+            bucket[name] += amount
+
+    def add_user_total(self, user: str, **amounts: int) -> None:
+        bucket = self.user_totals[user]
+        for name, amount in amounts.items():
+            bucket[name] += amount
+
+    def add_day(self, day: int, **amounts: int) -> None:
+        bucket = self.days[day]
+        for name, amount in amounts.items():
+            bucket[name] += amount
+
+    async def send(self, user_topic: Any, day_topic: Any) -> None:
+        """Send one record per user and one per day to the rollup topics."""
+        users = set(self.user_days) | set(self.user_totals)
+        for user in users:
+            days = self.user_days.get(user, {})
+            value = {
+                "days": {str(day): dict(fields) for day, fields in days.items()},
+                "total": dict(self.user_totals.get(user, {})),
+            }
+            await user_topic.send(key=user.encode(), value=orjson.dumps(value))
+        for day, fields in self.days.items():
+            value = {"day": day, "fields": dict(fields)}
+            await day_topic.send(key=day_key(day).encode(), value=orjson.dumps(value))
+
+
+async def with_retries(
+    action: Callable[[], Awaitable[T]], what: str, context: str
+) -> T:
+    """Run ``action``, retrying with back-off; the last failure is raised."""
+    for attempt, delay in enumerate((*RETRY_DELAYS_S, None), start=1):
+        try:
+            return await action()
+        except Exception as error:  # noqa: BLE001 - logged, retried, re-raised
+            if delay is None:
+                logger.error("%s failed for %s after %d attempts: %s",
+                             what, context, attempt, error)
+                raise
+            logger.warning("%s failed for %s (attempt %d), retrying in %.1f s: %s",
+                           what, context, attempt, delay, error)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")

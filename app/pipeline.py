@@ -1,0 +1,139 @@
+"""Composition root: the Faust app with its topics, tables, agents and web views.
+
+:func:`create_pipeline` builds everything from one :class:`Settings` object
+and imports nothing with side effects, so tests can build several isolated
+pipelines (each with its own topic prefix and application id) in one process.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from aiokafka.structs import RecordMetadata
+
+from app.events import Event
+from app.settings import Settings
+from app.store import FeedStore
+from tables.definitions import Tables, create_tables
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Topics:
+    messages: Any
+    likes: Any
+    views: Any
+    dead_letters: Any
+    user_rollup: Any
+    day_rollup: Any
+
+    def by_name(self, name: str) -> Any:
+        return {"messages": self.messages, "likes": self.likes, "views": self.views}[
+            name
+        ]
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    app: faust.App
+    topics: Topics
+    tables: Tables
+    store: FeedStore
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    async def publish(self, event: Event) -> RecordMetadata:
+        """Write ``event`` to its topic and wait until the broker acknowledged it."""
+        topic = self.topics.by_name(event.topic)
+        pending = await topic.send(key=event.message_id.encode(), value=event.to_json())
+        return await pending
+
+
+def create_app(settings: Settings) -> faust.App:
+    brokers = [f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")]
+    datadir = settings.state_dir / "faust" / f"{settings.app_id}-{settings.api_port}"
+    datadir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        settings.app_id,
+        broker=brokers,
+        store="rocksdb://",
+        datadir=str(datadir),
+        autodiscover=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_linger_ms=1,
+        web_enabled=True,
+        web_bind=settings.api_host,
+        web_host=settings.api_host,
+        web_port=settings.api_port,
+        canonical_url=settings.api_url,
+        web_in_thread=False,
+        table_cleanup_interval=300.0,
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=8192,
+        stream_wait_empty=False,
+        logging_config=None,
+    )
+
+
+def create_topics(app: faust.App, settings: Settings) -> Topics:
+    partitions = settings.topic_partitions
+
+    def topic(name: str, internal: bool = False) -> Any:
+        return app.topic(
+            name,
+            partitions=partitions,
+            key_serializer="raw",
+            value_serializer="raw",
+            internal=internal,
+        )
+
+    rollup = f"{settings.topic_prefix}{settings.app_id}"
+    return Topics(
+        messages=topic(settings.topic("messages")),
+        likes=topic(settings.topic("likes")),
+        views=topic(settings.topic("views")),
+        dead_letters=topic(settings.topic("dead-letters")),
+        user_rollup=topic(f"{rollup}-user-rollup", internal=True),
+        day_rollup=topic(f"{rollup}-day-rollup", internal=True),
+    )
+
+
+def create_pipeline(settings: Settings, *, with_web: bool = True) -> Pipeline:
+    """Build the app and register every agent and, unless told not to, web view."""
+    from agents.likes import register_like_agent
+    from agents.messages import register_message_agent
+    from agents.rollups import register_rollup_agents
+    from agents.views import register_view_agent
+
+    app = create_app(settings)
+    topics = create_topics(app, settings)
+    tables = create_tables(app, settings)
+    store = FeedStore(settings)
+    pipeline = Pipeline(settings, app, topics, tables, store)
+
+    register_message_agent(pipeline)
+    register_like_agent(pipeline)
+    register_view_agent(pipeline)
+    register_rollup_agents(pipeline)
+    if with_web:
+        from app.api.routes import register_api
+        from tables.http import register_stats_views
+
+        register_api(pipeline)
+        register_stats_views(pipeline)
+
+    @app.task
+    async def log_start() -> None:
+        logger.info("worker started with settings %s", settings.redacted())
+        await store.start()
+
+    return pipeline

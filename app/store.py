@@ -1,0 +1,187 @@
+"""The feed in MongoDB, through PyMongo's asyncio API.
+
+One document per message in the ``messages`` collection, keyed by
+``message_id``. The message agent upserts the message with its sentiment,
+and the like agent sets ``like_count`` to the absolute value from its table,
+so replaying either agent rewrites the same document. Feed order is
+``created_us`` descending, then ``_id`` descending: message ids are unique,
+so the order is total and cursor pagination never repeats or skips a message.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pymongo import DESCENDING, AsyncMongoClient, UpdateOne
+from pymongo.errors import PyMongoError
+
+from app.events import format_micros
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+MESSAGES = "messages"
+FEED_INDEX = [("created_us", DESCENDING), ("_id", DESCENDING)]
+USER_INDEX = [("user", DESCENDING), ("created_us", DESCENDING), ("_id", DESCENDING)]
+
+
+class InvalidCursor(ValueError):
+    """A pagination cursor that this store did not issue."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDocument:
+    message_id: str
+    user: str
+    body: str
+    created_us: int
+    compound: float
+    label: str
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+class FeedStore:
+    """Reads and writes of the feed; open with :meth:`start`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: AsyncMongoClient[dict[str, Any]] | None = None
+
+    async def start(self) -> None:
+        """Create the indexes; the client itself connects on first use."""
+        await self.ensure_indexes()
+        logger.info("feed store ready in database %s", self._settings.mongo_db)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    @property
+    def _messages(self) -> Any:
+        if self._client is None:
+            self._client = AsyncMongoClient(
+                self._settings.mongo_url, serverSelectionTimeoutMS=5000
+            )
+        return self._client[self._settings.mongo_db][MESSAGES]
+
+    async def ensure_indexes(self) -> None:
+        await self._messages.create_index(FEED_INDEX, name="feed_order")
+        await self._messages.create_index(USER_INDEX, name="user_order")
+
+    async def ping(self) -> bool:
+        try:
+            await self._messages.database.client.admin.command("ping")
+        except PyMongoError as error:
+            logger.warning("MongoDB ping failed: %s", error)
+            return False
+        return True
+
+    # ------------------------------------------------------------ writes
+
+    async def upsert_messages(self, documents: Sequence[MessageDocument]) -> None:
+        """Insert or overwrite messages; ``like_count`` starts at 0 and is kept."""
+        if not documents:
+            return
+        operations = [
+            UpdateOne(
+                {"_id": doc.message_id},
+                {
+                    "$set": {
+                        "user": doc.user,
+                        "body": doc.body,
+                        "created_us": doc.created_us,
+                        "sentiment": {"compound": doc.compound, "label": doc.label},
+                        "event_id": doc.event_id,
+                    },
+                    "$setOnInsert": {"like_count": 0},
+                },
+                upsert=True,
+            )
+            for doc in documents
+        ]
+        await self._messages.bulk_write(operations, ordered=False)
+
+    async def set_like_counts(self, counts: Mapping[str, int]) -> None:
+        """Set each message's ``like_count`` to the given absolute value."""
+        if not counts:
+            return
+        operations = [
+            UpdateOne({"_id": message_id}, {"$set": {"like_count": count}})
+            for message_id, count in counts.items()
+        ]
+        await self._messages.bulk_write(operations, ordered=False)
+
+    # ------------------------------------------------------------ reads
+
+    async def get_message(self, message_id: str) -> dict[str, Any] | None:
+        document = await self._messages.find_one({"_id": message_id})
+        return None if document is None else to_api(document)
+
+    async def feed(self, limit: int, cursor: str | None = None) -> Page:
+        return await self._page({}, limit, cursor)
+
+    async def user_messages(
+        self, user: str, limit: int, cursor: str | None = None
+    ) -> Page:
+        return await self._page({"user": user}, limit, cursor)
+
+    async def _page(
+        self, query: dict[str, Any], limit: int, cursor: str | None
+    ) -> Page:
+        if cursor is not None:
+            created_us, message_id = decode_cursor(cursor)
+            query = {
+                **query,
+                "$or": [
+                    {"created_us": {"$lt": created_us}},
+                    {"created_us": created_us, "_id": {"$lt": message_id}},
+                ],
+            }
+        found = self._messages.find(query).sort(FEED_INDEX).limit(limit + 1)
+        documents = [doc async for doc in found]
+        next_cursor = None
+        if len(documents) > limit:
+            documents = documents[:limit]
+            last = documents[-1]
+            next_cursor = encode_cursor(last["created_us"], last["_id"])
+        return Page([to_api(doc) for doc in documents], next_cursor)
+
+
+def to_api(document: Mapping[str, Any]) -> dict[str, Any]:
+    """Convert a stored message into the API's representation."""
+    return {
+        "message_id": document["_id"],
+        "user": document["user"],
+        "body": document["body"],
+        "created_at": format_micros(document["created_us"]),
+        "like_count": document.get("like_count", 0),
+        "sentiment": document["sentiment"],
+    }
+
+
+def encode_cursor(created_us: int, message_id: str) -> str:
+    raw = orjson.dumps([created_us, message_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created_us, message_id = orjson.loads(base64.urlsafe_b64decode(padded))
+    except (ValueError, TypeError):
+        raise InvalidCursor(cursor) from None
+    if not isinstance(created_us, int) or not isinstance(message_id, str):
+        raise InvalidCursor(cursor)
+    return created_us, message_id
