@@ -1,0 +1,270 @@
+"""Agent batch logic against in-memory stand-ins for tables, topics and store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import pytest
+
+import agents.likes as likes_module
+from agents.batching import DeadLetters
+from agents.likes import apply_like_batch
+from agents.messages import apply_message_batch
+from agents.rollups import apply_day_rollups, apply_user_rollups
+from agents.views import apply_view_batch
+from app.events import MICROS_PER_DAY, make_event, new_message_id
+from tables.definitions import day_window
+
+DAY = 20_000
+NOON = DAY * MICROS_PER_DAY + 12 * 3_600_000_000
+
+
+class FakeWindowSet:
+    def __init__(self, table: FakeWindowed, key: str) -> None:
+        self._table, self._key = table, key
+
+    def __setitem__(self, window: tuple[float, float], value: Any) -> None:
+        self._table.table.data[(self._key, window)] = value
+
+
+class FakeInner:
+    def __init__(self) -> None:
+        self.data: dict[Any, Any] = {}
+
+    def get(self, key: Any) -> Any:
+        return self.data.get(key)
+
+
+class FakeWindowed:
+    def __init__(self) -> None:
+        self.table = FakeInner()
+
+    def __getitem__(self, key: str) -> FakeWindowSet:
+        return FakeWindowSet(self, key)
+
+    def value(self, key: str, day: int) -> Any:
+        return self.table.data.get((key, day_window(day)))
+
+
+class FakeTopic:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, dict[str, Any]]] = []
+
+    async def send(self, key: bytes, value: bytes) -> None:
+        self.sent.append((key, orjson.loads(value)))
+
+
+@dataclass
+class FakeStore:
+    documents: dict[str, Any] = field(default_factory=dict)
+    like_counts: dict[str, int] = field(default_factory=dict)
+
+    async def upsert_messages(self, documents: list[Any]) -> None:
+        for document in documents:
+            self.documents[document.message_id] = document
+
+    async def set_like_counts(self, counts: dict[str, int]) -> None:
+        self.like_counts.update(counts)
+
+
+def fake_pipeline() -> Any:
+    windowed = ("message_like_days", "seen_views", "user_days", "days")
+    plain = ("message_authors", "like_state", "message_likes", "message_views",
+             "user_totals")
+    tables = SimpleNamespace(
+        **{name: FakeWindowed() for name in windowed},
+        **{name: {} for name in plain},
+    )
+    topics = SimpleNamespace(
+        dead_letters=FakeTopic(), user_rollup=FakeTopic(), day_rollup=FakeTopic()
+    )
+    settings = SimpleNamespace(retention_days=30)
+    return SimpleNamespace(tables=tables, topics=topics, store=FakeStore(),
+                           settings=settings)
+
+
+class Records:
+    """Builds Faust-like records with increasing offsets on one partition."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.offset = 0
+
+    def __call__(self, value: bytes, key: bytes = b"k") -> Any:
+        message = SimpleNamespace(topic=self.topic, partition=0, offset=self.offset,
+                                  key=key, value=value)
+        self.offset += 1
+        return SimpleNamespace(message=message)
+
+
+def like(message_id: str, user: str, kind: str = "LikeAdded", **kwargs: Any) -> Any:
+    return make_event(kind, message_id=message_id, user=user,  # type: ignore[arg-type]
+                      occurred_at=NOON, **kwargs)
+
+
+async def post(pipeline: Any, user: str = "author", body: str = "I love it") -> str:
+    message_id = new_message_id()
+    event = make_event("MessagePosted", message_id=message_id, user=user,
+                       occurred_at=NOON, body=body)
+    dead = DeadLetters(pipeline.topics.dead_letters)
+    await apply_message_batch(pipeline, dead, [Records("messages")(event.to_json())])
+    return message_id
+
+
+async def apply_likes(pipeline: Any, events: list[Any], records: Records) -> None:
+    dead = DeadLetters(pipeline.topics.dead_letters)
+    await apply_like_batch(pipeline, dead, [records(e.to_json()) for e in events])
+
+
+def day_totals(pipeline: Any) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for _key, value in pipeline.topics.day_rollup.sent:
+        for name, amount in value["fields"].items():
+            totals[name] = totals.get(name, 0) + amount
+    return totals
+
+
+async def test_message_scored_and_authored() -> None:
+    pipeline = fake_pipeline()
+    message_id = await post(pipeline, body="I love it")
+    document = pipeline.store.documents[message_id]
+    assert document.compound == 0.6369
+    assert document.label == "positive"
+    assert pipeline.tables.message_authors[message_id]["user"] == "author"
+    assert day_totals(pipeline) == {"messages": 1, "s_count": 1, "s_sum": 6369,
+                                    "positive": 1}
+
+
+async def test_duplicate_message_event_ignored() -> None:
+    pipeline = fake_pipeline()
+    message_id = new_message_id()
+    event = make_event("MessagePosted", message_id=message_id, user="a",
+                       occurred_at=NOON, body="hello")
+    records = Records("messages")
+    dead = DeadLetters(pipeline.topics.dead_letters)
+    await apply_message_batch(pipeline, dead, [records(event.to_json())])
+    await apply_message_batch(pipeline, dead, [records(event.to_json())])
+    assert day_totals(pipeline)["messages"] == 1
+    assert pipeline.topics.dead_letters.sent == []
+
+
+async def test_second_post_of_same_id_dead_lettered() -> None:
+    pipeline = fake_pipeline()
+    message_id = await post(pipeline)
+    other = make_event("MessagePosted", message_id=message_id, user="b",
+                       occurred_at=NOON, body="again")
+    dead = DeadLetters(pipeline.topics.dead_letters)
+    await apply_message_batch(pipeline, dead, [Records("messages")(other.to_json())])
+    [(_key, letter)] = pipeline.topics.dead_letters.sent
+    assert letter["field"] == "message_id"
+    assert "already posted" in letter["error"]
+
+
+@pytest.mark.parametrize(
+    ("sequence", "count", "likes", "unlikes"),
+    [
+        (["LikeAdded", "LikeAdded"], 1, 1, 0),
+        (["LikeRemoved"], 0, 0, 0),
+        (["LikeAdded", "LikeRemoved", "LikeRemoved"], 0, 1, 1),
+        (["LikeAdded", "LikeRemoved", "LikeAdded"], 1, 2, 1),
+    ],
+)
+async def test_like_sequences_give_exact_counts(
+    sequence: list[str], count: int, likes: int, unlikes: int
+) -> None:
+    pipeline = fake_pipeline()
+    message_id = await post(pipeline)
+    pipeline.topics.day_rollup.sent.clear()
+    await apply_likes(pipeline, [like(message_id, "bob", kind) for kind in sequence],
+                      Records("likes"))
+    stored = pipeline.tables.message_likes.get(message_id, {"like_count": 0})
+    assert stored == {"like_count": count}
+    assert pipeline.store.like_counts.get(message_id, 0) == count
+    assert pipeline.tables.message_like_days.value(message_id, DAY) == (likes or None)
+    totals = day_totals(pipeline)
+    assert totals.get("likes", 0) == likes
+    assert totals.get("unlikes", 0) == unlikes
+
+
+async def test_redelivered_old_unlike_is_noop() -> None:
+    pipeline = fake_pipeline()
+    message_id = await post(pipeline)
+    records = Records("likes")
+    first_like = like(message_id, "bob")
+    unlike = like(message_id, "bob", "LikeRemoved")
+    second_like = like(message_id, "bob")
+    await apply_likes(pipeline, [first_like, unlike, second_like], records)
+    await apply_likes(pipeline, [unlike, first_like], records)
+    assert pipeline.tables.message_likes[message_id] == {"like_count": 1}
+
+
+async def test_likes_credit_liker_and_author() -> None:
+    pipeline = fake_pipeline()
+    message_id = await post(pipeline, user="carol")
+    pipeline.topics.user_rollup.sent.clear()
+    await apply_likes(pipeline, [like(message_id, "bob")], Records("likes"))
+    sent = {key.decode(): value["days"] for key, value in pipeline.topics.user_rollup.sent}
+    assert sent == {"bob": {str(DAY): {"likes_given": 1}},
+                    "carol": {str(DAY): {"likes_received": 1}}}
+
+
+async def test_like_of_unknown_message_dead_lettered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(likes_module, "AUTHOR_WAIT_S", 0.05)
+    pipeline = fake_pipeline()
+    await apply_likes(pipeline, [like(new_message_id(), "bob")], Records("likes"))
+    [(_key, letter)] = pipeline.topics.dead_letters.sent
+    assert letter["field"] == "message_id"
+    assert "never posted" in letter["error"]
+    assert letter["partition"] == 0
+    assert letter["offset"] == 0
+
+
+async def test_views_deduplicated_and_timed() -> None:
+    pipeline = fake_pipeline()
+    message_id = new_message_id()
+    view = make_event("ViewRecorded", message_id=message_id, user="v",
+                      occurred_at=NOON + 1000, started_at=NOON, duration_ms=1200)
+    future = make_event("ViewRecorded", message_id=message_id, user="v",
+                        occurred_at=NOON, started_at=NOON + 600_000_000,
+                        duration_ms=10)
+    records = Records("views")
+    dead = DeadLetters(pipeline.topics.dead_letters)
+    batch = [records(view.to_json()), records(view.to_json()),
+             records(future.to_json()), records(b"not json")]
+    await apply_view_batch(pipeline, dead, batch)
+    assert pipeline.tables.message_views[message_id] == {"view_ms": 1200, "views": 1}
+    letters = [value for _key, value in pipeline.topics.dead_letters.sent]
+    assert [letter["offset"] for letter in letters] == [2, 3]
+    assert letters[0]["field"] == "started_at"
+    assert day_totals(pipeline) == {"view_ms": 1200, "views": 1}
+
+
+def rollup_record(topic: str, offset: int, key: str, value: dict[str, Any]) -> Any:
+    message = SimpleNamespace(topic=topic, partition=0, offset=offset,
+                              key=key.encode(), value=orjson.dumps(value))
+    return SimpleNamespace(message=message)
+
+
+def test_user_rollup_skips_reprocessed_offsets() -> None:
+    pipeline = fake_pipeline()
+    delta = {"days": {str(DAY): {"messages": 1}}, "total": {"messages": 1}}
+    apply_user_rollups(pipeline, [rollup_record("u", 5, "ann", delta)])
+    apply_user_rollups(pipeline, [rollup_record("u", 5, "ann", delta),
+                                  rollup_record("u", 6, "ann", delta)])
+    assert pipeline.tables.user_days.value("ann", DAY) == {"messages": 2, "_offset": 6}
+    assert pipeline.tables.user_totals["ann"] == {"messages": 2, "_offset": 6}
+
+
+def test_day_rollup_sums_batch() -> None:
+    pipeline = fake_pipeline()
+    key = "2024-10-04"
+    batch = [rollup_record("d", offset, key, {"day": DAY, "fields": {"views": 2}})
+             for offset in range(3)]
+    apply_day_rollups(pipeline, batch)
+    apply_day_rollups(pipeline, batch)
+    assert pipeline.tables.days.value(key, DAY) == {"views": 6, "_offset": 2}
