@@ -23,7 +23,7 @@ import orjson
 from faust import streams
 
 from app.events import Event, InvalidEvent, day_to_date, decode_event
-from app.metrics import REJECTED, counters
+from app.metrics import REJECTED, LagRecorder, applied_lag, counters
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,9 @@ RETRY_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 T = TypeVar("T")
 
 
-async def partition_batches(stream: Any) -> AsyncIterator[list[Any]]:
+async def partition_batches(
+    stream: Any, lag: LagRecorder | None = applied_lag
+) -> AsyncIterator[list[Any]]:
     """Yield the stream's events in batches, each from a single partition.
 
     ``take_events`` does not leave a current event behind, and Faust picks a
@@ -43,9 +45,14 @@ async def partition_batches(stream: Any) -> AsyncIterator[list[Any]]:
     Faust exposes no public setter for that, hence the private context var.
     """
     async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-        if batch:
-            streams._current_event.set(weakref.ref(batch[-1]))
-            yield batch
+        if not batch:
+            continue
+        streams._current_event.set(weakref.ref(batch[-1]))
+        yield batch
+        if lag is not None:
+            now = time.time()
+            for record in batch:
+                lag.record((now - record.message.timestamp) * 1000.0)
 
 
 class DeadLetters:
@@ -123,6 +130,13 @@ class RollupDeltas:
             lambda: defaultdict(int)
         )
         self.days: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        # Kafka timestamp, in ms, of the oldest source record of the batch.
+        self.source_ms: int | None = None
+
+    def add_source(self, record: Any) -> None:
+        timestamp_ms = int(record.message.timestamp * 1000)
+        if self.source_ms is None or timestamp_ms < self.source_ms:
+            self.source_ms = timestamp_ms
 
     def add_user_day(self, user: str, day: int, **amounts: int) -> None:
         bucket = self.user_days[user][day]
@@ -147,10 +161,11 @@ class RollupDeltas:
             value = {
                 "days": {str(day): dict(fields) for day, fields in days.items()},
                 "total": dict(self.user_totals.get(user, {})),
+                "source_ms": self.source_ms,
             }
             await user_topic.send(key=user.encode(), value=orjson.dumps(value))
         for day, fields in self.days.items():
-            value = {"day": day, "fields": dict(fields)}
+            value = {"day": day, "fields": dict(fields), "source_ms": self.source_ms}
             await day_topic.send(key=day_key(day).encode(), value=orjson.dumps(value))
 
 

@@ -123,6 +123,7 @@ async def apply_like_batch(
 
     authors = await _wait_for_authors(pipeline, {e.message_id for _, e in decoded})
     work = _LikeBatch(pipeline)
+    work.deltas.add_source(batch[0])
     for record, event in decoded:
         author = authors.get(event.message_id)
         if author is None:

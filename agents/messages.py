@@ -38,6 +38,7 @@ async def apply_message_batch(
     new_authors: dict[str, dict[str, Any]] = {}
     documents: list[MessageDocument] = []
     deltas = RollupDeltas()
+    deltas.add_source(batch[0])
 
     for record in batch:
         event, error = decode_or_none(record, "messages")

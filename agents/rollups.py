@@ -11,12 +11,14 @@ rollups idempotent when a worker reprocesses records after a restart.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import orjson
 
 from agents.batching import partition_batches
 from app.events import parse_day
+from app.metrics import rollup_lag
 from app.pipeline import Pipeline
 from tables.definitions import read_window, write_window
 
@@ -30,12 +32,12 @@ def register_rollup_agents(pipeline: Pipeline) -> None:
 
     @app.agent(topics.user_rollup, name="user-rollup", isolated_partitions=True)
     async def roll_up_users(stream: Any) -> None:
-        async for batch in partition_batches(stream):
+        async for batch in partition_batches(stream, lag=None):
             apply_user_rollups(pipeline, batch)
 
     @app.agent(topics.day_rollup, name="day-rollup", isolated_partitions=True)
     async def roll_up_days(stream: Any) -> None:
-        async for batch in partition_batches(stream):
+        async for batch in partition_batches(stream, lag=None):
             apply_day_rollups(pipeline, batch)
 
 
@@ -50,14 +52,22 @@ def merge(value: dict[str, Any] | None, fields: dict[str, int], offset: int) -> 
     return merged
 
 
+def record_lag(delta: dict[str, Any], now_ms: float) -> None:
+    source_ms = delta.get("source_ms")
+    if source_ms is not None:
+        rollup_lag.record(now_ms - source_ms)
+
+
 def apply_user_rollups(pipeline: Pipeline, batch: list[Any]) -> None:
     tables = pipeline.tables
     user_days: dict[tuple[str, int], Any] = {}
+    now_ms = time.time() * 1000.0
     totals: dict[str, Any] = {}
     for record in batch:
         user = record.message.key.decode()
         offset = record.message.offset
         delta = orjson.loads(record.message.value)
+        record_lag(delta, now_ms)
         for day_text, fields in delta["days"].items():
             day = int(day_text)
             key = (user, day)
@@ -79,11 +89,13 @@ def apply_user_rollups(pipeline: Pipeline, batch: list[Any]) -> None:
 def apply_day_rollups(pipeline: Pipeline, batch: list[Any]) -> None:
     tables = pipeline.tables
     days: dict[str, Any] = {}
+    now_ms = time.time() * 1000.0
     for record in batch:
         day_text = record.message.key.decode()
         day = parse_day(day_text, "key")
         offset = record.message.offset
         delta = orjson.loads(record.message.value)
+        record_lag(delta, now_ms)
         current = days.get(day_text) or read_window(tables.days, day_text, day)
         merged = merge(current, delta["fields"], offset)
         if merged is not None:

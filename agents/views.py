@@ -37,6 +37,7 @@ async def apply_view_batch(
     seen: set[str] = set()
     totals: dict[str, dict[str, int]] = {}
     deltas = RollupDeltas()
+    deltas.add_source(batch[0])
 
     for record in batch:
         event, error = decode_or_none(record, "views")

@@ -55,3 +55,61 @@ counters = Counters()
 counters.describe(REJECTED, "Events rejected by the API or sent to the dead-letter topic.")
 counters.describe(DUPLICATES, "Events ignored because their event id was already applied.")
 counters.describe(APPLIED, "Events applied by the agents.")
+
+
+class LagRecorder:
+    """Reservoir of processing lags in milliseconds, for percentiles.
+
+    Keeps a uniform sample of at most ``capacity`` values (Vitter's
+    algorithm R), so memory stays bounded however many events pass.
+    """
+
+    def __init__(self, capacity: int = 50_000, seed: int = 0) -> None:
+        import random
+
+        self._capacity = capacity
+        self._values: list[float] = []
+        self._seen = 0
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def record(self, lag_ms: float) -> None:
+        with self._lock:
+            self._seen += 1
+            if len(self._values) < self._capacity:
+                self._values.append(lag_ms)
+                return
+            slot = self._random.randrange(self._seen)
+            if slot < self._capacity:
+                self._values[slot] = lag_ms
+
+    def reset(self) -> None:
+        with self._lock:
+            self._values.clear()
+            self._seen = 0
+
+    def summary(self) -> dict[str, float | int]:
+        """Return the count seen and the p50, p90, p99 and max of the sample."""
+        with self._lock:
+            values = sorted(self._values)
+            seen = self._seen
+        if not values:
+            return {"count": 0, "p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0}
+        return {
+            "count": seen,
+            "p50": _percentile(values, 0.50),
+            "p90": _percentile(values, 0.90),
+            "p99": _percentile(values, 0.99),
+            "max": values[-1],
+        }
+
+
+def _percentile(ordered: list[float], fraction: float) -> float:
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return round(ordered[index], 3)
+
+
+# From a record's Kafka timestamp (the producer's send time) to the moment its
+# agent applied it; for rollups, from the oldest source record of the delta.
+applied_lag = LagRecorder()
+rollup_lag = LagRecorder(seed=1)

@@ -22,6 +22,7 @@ from faust.web import Request, Response, View
 from agents.batching import day_key
 from app.api.errors import error_response
 from app.events import InvalidEvent, date_to_day, parse_day, parse_user
+from app.metrics import applied_lag, rollup_lag
 from app.pipeline import Pipeline
 from tables.definitions import read_window
 
@@ -130,6 +131,18 @@ def register_stats_views(pipeline: Pipeline) -> None:
                 return error_response(400, error.field, error.message)
             values = reader.local(days)
             return json_response({day_key(day): v for day, v in values.items()})
+
+    @app.page("/metrics/lag")
+    class ProcessingLag(View):
+        """Percentiles of this worker's processing lag, in milliseconds."""
+
+        async def get(self, request: Request) -> Response:
+            if request.query.get("reset") == "1":
+                applied_lag.reset()
+                rollup_lag.reset()
+            return json_response(
+                {"applied": applied_lag.summary(), "rollup": rollup_lag.summary()}
+            )
 
     @app.page("/stats/messages/daily")
     class MessagesDaily(View):

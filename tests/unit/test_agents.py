@@ -95,7 +95,7 @@ class Records:
 
     def __call__(self, value: bytes, key: bytes = b"k") -> Any:
         message = SimpleNamespace(topic=self.topic, partition=0, offset=self.offset,
-                                  key=key, value=value)
+                                  key=key, value=value, timestamp=1_700_000_000.0)
         self.offset += 1
         return SimpleNamespace(message=message)
 
