@@ -1,0 +1,154 @@
+"""Helpers shared by the benchmark scripts: workloads, workers, result rows."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+
+from app.cli import create_event_topics
+from app.events import MICROS_PER_DAY, make_event, now_micros
+from app.settings import PROJECT_ROOT, Settings
+
+RESULTS = PROJECT_ROOT / "docs" / "benchmarks.md"
+MIX = {"messages": 0.05, "likes": 0.25, "views": 0.70}
+BODIES = [
+    "What a lovely morning, the coffee is great!",
+    "This is the worst traffic jam ever.",
+    "Meeting moved to 3pm, see you there.",
+    "I can't believe how good this album is :)",
+]
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    key: bytes
+    value: bytes
+
+
+def isolated_settings(name: str, **overrides: str) -> Settings:
+    """Return settings with a fresh topic prefix, app id and database."""
+    tag = f"bench{name}{uuid.uuid4().hex[:6]}"
+    env = {
+        **os.environ,
+        "SOCIALSTREAM_TOPIC_PREFIX": f"{tag}-",
+        "SOCIALSTREAM_APP_ID": tag,
+        "SOCIALSTREAM_MONGO_DB": tag,
+        "SOCIALSTREAM_LOG_LEVEL": "WARNING",
+        **overrides,
+    }
+    return Settings.from_env(env)
+
+
+def workload(count: int, seed: int = 1, messages: int | None = None) -> Iterator[Record]:
+    """Yield ``count`` records of the benchmark mix, each about 150-250 bytes.
+
+    Messages come first so that every like and view refers to a posted one.
+    """
+    rng = random.Random(seed)
+    n_messages = messages or max(1, int(count * MIX["messages"]))
+    n_likes = int(count * MIX["likes"])
+    n_views = count - n_messages - n_likes
+    today = now_micros() // MICROS_PER_DAY * MICROS_PER_DAY
+    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n_messages)]
+    for index, message_id in enumerate(ids):
+        event = make_event("MessagePosted", message_id=message_id,
+                           user=f"user{index % 1000}", occurred_at=today + index,
+                           body=BODIES[index % len(BODIES)])
+        yield Record("messages", message_id.encode(), event.to_json())
+    kinds = ["likes"] * n_likes + ["views"] * n_views
+    rng.shuffle(kinds)
+    for index, kind in enumerate(kinds):
+        message_id = ids[int(rng.paretovariate(1.2)) % n_messages]
+        user = f"user{rng.randrange(5000)}"
+        at = today + 10_000 + index
+        if kind == "likes":
+            event = make_event(rng.choice(["LikeAdded", "LikeAdded", "LikeRemoved"]),
+                               message_id=message_id, user=user, occurred_at=at)
+        else:
+            event = make_event("ViewRecorded", message_id=message_id, user=user,
+                               occurred_at=at, started_at=at - 1_000_000,
+                               duration_ms=rng.randrange(100, 60_000))
+        yield Record(kind, message_id.encode(), event.to_json())
+
+
+async def produce(settings: Settings, records: list[Record]) -> float:
+    """Send every record, one Kafka record each; return the seconds it took."""
+    await create_event_topics(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap,
+                                acks="all", linger_ms=5, max_batch_size=262_144)
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        pending = []
+        for record in records:
+            pending.append(await producer.send(settings.topic(record.topic),
+                                               record.value, key=record.key))
+            if len(pending) >= 10_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **{
+        "SOCIALSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+        "SOCIALSTREAM_APP_ID": settings.app_id,
+        "SOCIALSTREAM_MONGO_DB": settings.mongo_db,
+        "SOCIALSTREAM_API_PORT": str(settings.api_port),
+        "SOCIALSTREAM_LOG_LEVEL": "WARNING",
+    }}
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "app.cli", "worker"],
+                                stdout=out, stderr=subprocess.STDOUT, env=env,
+                                cwd=PROJECT_ROOT)
+
+
+def wait_healthy(url: str, timeout: float = 120.0, path: str = "/health") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}{path}", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url}/health did not answer 200 within {timeout} s")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    return f"{os.cpu_count()} cores {cpu}, Python {platform.python_version()}"
+
+
+def append_result(section: str, command: str, rows: list[tuple[str, str]]) -> None:
+    """Append a dated result block to docs/benchmarks.md."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [f"\n### {section}: {stamp}\n", f"Machine: {machine()}. Command: `{command}`\n",
+             "| figure | value |", "| --- | --- |"]
+    lines += [f"| {name} | {value} |" for name, value in rows]
+    with RESULTS.open("a", encoding="utf-8") as out:
+        out.write("\n".join(lines) + "\n")
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)

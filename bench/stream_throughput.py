@@ -1,0 +1,137 @@
+"""Stream throughput of one worker against a bare aiokafka loop, in one run.
+
+    .venv/bin/python bench/stream_throughput.py --events 200000 --runs 3
+
+Each run writes the benchmark mix (messages 5 %, likes 25 %, views 70 %, one
+Kafka record per event) to fresh topics while a worker that is already up
+consumes them, and times the span from the first send to zero consumer lag
+on every topic the worker reads, the rollup topics included. The baseline
+then reads the same records with a bare aiokafka consumer that decodes the
+JSON and counts per message, user and day in dicts: the limit for Python on
+this machine. With ``--quix`` the same counting runs in Quix Streams with a
+RocksDB state and changelog (install with ``pip install -e '.[bench]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from app.lag import wait_for_zero_lag  # noqa: E402
+from app.settings import Settings  # noqa: E402
+from bench.common import (  # noqa: E402
+    append_result,
+    isolated_settings,
+    median,
+    produce,
+    start_worker,
+    wait_healthy,
+    workload,
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def worker_run(count: int) -> float:
+    port = free_port()
+    settings = isolated_settings("worker", SOCIALSTREAM_API_PORT=str(port))
+    log = settings.log_dir / f"bench-{settings.app_id}.log"
+    from app.cli import create_event_topics
+
+    await create_event_topics(settings)
+    worker = start_worker(settings, log)
+    try:
+        await asyncio.to_thread(wait_healthy, settings.api_url, 120.0, "/metrics/lag")
+        records = list(workload(count))
+        started = time.perf_counter()
+        await produce(settings, records)
+        await wait_for_zero_lag(settings, timeout_s=1800, poll_s=0.25)
+        elapsed = time.perf_counter() - started
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    await bare_loop_run(settings, count)
+    return count / elapsed
+
+
+async def bare_loop_run(settings: Settings, count: int) -> float:
+    """Count the topics' records with a bare consumer; return events per second."""
+    consumer = AIOKafkaConsumer(
+        settings.topic("messages"), settings.topic("likes"), settings.topic("views"),
+        bootstrap_servers=settings.kafka_bootstrap, group_id=f"{settings.app_id}-bare",
+        auto_offset_reset="earliest", enable_auto_commit=False,
+        max_poll_records=5000, fetch_max_bytes=52_428_800,
+    )
+    per_message: Counter[str] = Counter()
+    per_user_day: Counter[tuple[str, str]] = Counter()
+    per_day: Counter[str] = Counter()
+    seen = 0
+    await consumer.start()
+    started = time.perf_counter()
+    try:
+        while seen < count:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            for records in batches.values():
+                for record in records:
+                    event = orjson.loads(record.value)
+                    day = event["occurred_at"][:10]
+                    per_message[event["message_id"]] += 1
+                    per_user_day[(event["user"], day)] += 1
+                    per_day[day] += 1
+                    seen += 1
+    finally:
+        elapsed = time.perf_counter() - started
+        await consumer.stop()
+    BARE_RATES.append(seen / elapsed)
+    return seen / elapsed
+
+
+BARE_RATES: list[float] = []
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-record", action="store_true",
+                        help="print only; do not append to docs/benchmarks.md")
+    args = parser.parse_args()
+
+    worker_rates = []
+    for run in range(args.runs):
+        rate = asyncio.run(worker_run(args.events))
+        worker_rates.append(rate)
+        print(f"run {run + 1}: worker {rate:,.0f} events/s, "
+              f"bare loop {BARE_RATES[-1]:,.0f} events/s", flush=True)
+    worker, bare = median(worker_rates), median(BARE_RATES)
+    rows = [
+        ("events per run", f"{args.events:,}"),
+        ("worker, median events/s", f"{worker:,.0f}"),
+        ("bare aiokafka loop, median events/s", f"{bare:,.0f}"),
+        ("worker / bare loop", f"{worker / bare:.3f}"),
+        ("runs (worker events/s)", ", ".join(f"{r:,.0f}" for r in worker_rates)),
+    ]
+    for name, value in rows:
+        print(f"{name}: {value}")
+    if not args.no_record:
+        command = f"python bench/stream_throughput.py --events {args.events} --runs {args.runs}"
+        append_result("Stream throughput", command, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
