@@ -74,7 +74,8 @@ def view(
 
 
 def figures(records: list[Record], **options: Any) -> dict[str, Any]:
-    return compute_truth(records, **options)["figures"]
+    result: dict[str, Any] = compute_truth(records, **options)["figures"]
+    return result
 
 
 def test_double_like_counts_once() -> None:
