@@ -244,7 +244,7 @@ def parse_uuid(value: Any, field: str) -> str:
 
 
 def parse_user(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not _USER_RE.match(value):
+    if not isinstance(value, str) or not _USER_RE.fullmatch(value):
         raise InvalidEvent(
             field,
             f"must be 1 to {USER_MAX_CHARS} characters of letters, digits "
