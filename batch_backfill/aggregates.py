@@ -1,0 +1,354 @@
+"""DataFrame rules of the backfill: which archived events count, and the figures.
+
+The rules are those of ``docs/analytics.md``, in this order:
+
+1. Rows with a (topic, partition, offset) seen before are dropped; they come
+   from re-archived offsets.
+2. ``_invalid`` rows, which ``decode_event`` rejected, count nowhere, nor do
+   views that fail ``check_view_timing`` (expressed here as columns).
+3. Of the remaining events with one ``event_id`` on one topic, the one with
+   the smallest (partition, offset) is applied, the others are duplicates.
+4. The first ``MessagePosted`` of a ``message_id`` wins; later posts of the
+   same id are rejected.
+5. Likes and unlikes of a message that no accepted post created are rejected.
+6. Like transitions per (message, user) are applied in (partition, offset)
+   order; see :func:`with_like_effects`.
+
+Days are UTC days since 1970-01-01 computed from epoch microseconds with
+integer arithmetic, so neither the JVM's zone nor the session zone can move
+an event to another day.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from app.events import MICROS_PER_DAY, VIEW_MAX_FUTURE, to_micros
+from batch_backfill.schema import INVALID_TYPE
+from batch_backfill.sentiment_udf import SCORED_SCHEMA, score_batches
+
+ACCEPTED = "accepted"
+INVALID = "invalid"
+VIEW_REJECTED = "view_rejected"
+DUPLICATE_EVENT = "duplicate_event"
+DUPLICATE_POST = "duplicate_post"
+UNKNOWN_MESSAGE = "unknown_message"
+LIKE_TYPES = ("LikeAdded", "LikeRemoved")
+
+ARCHIVE_SCHEMA = T.StructType(
+    [
+        T.StructField("topic", T.StringType()),
+        T.StructField("partition", T.IntegerType()),
+        T.StructField("offset", T.LongType()),
+        T.StructField("kafka_timestamp", T.TimestampType()),
+        T.StructField("key", T.BinaryType()),
+        T.StructField("event_id", T.StringType()),
+        T.StructField("occurred_at", T.TimestampType()),
+        T.StructField("message_id", T.StringType()),
+        T.StructField("user", T.StringType()),
+        T.StructField("body", T.StringType()),
+        T.StructField("created_at", T.TimestampType()),
+        T.StructField("started_at", T.TimestampType()),
+        T.StructField("duration_ms", T.LongType()),
+        T.StructField("raw", T.BinaryType()),
+        T.StructField("error", T.StringType()),
+        T.StructField("type", T.StringType()),
+        T.StructField("date", T.StringType()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The batch views as DataFrames; per-day ones cover every archived day."""
+
+    daily: DataFrame
+    user_daily: DataFrame
+    user_totals: DataFrame
+    message_daily: DataFrame
+    message_totals: DataFrame
+
+
+def read_archive(spark: SparkSession, path: str) -> DataFrame:
+    """Read every archived row; ``type`` and ``date`` come from the folder names."""
+    return spark.read.schema(ARCHIVE_SCHEMA).option("basePath", path).parquet(path)
+
+
+def utc_day(name: str) -> Column:
+    """Return floor(``name`` / MICROS_PER_DAY) in exact 64-bit integer arithmetic."""
+    column = f"`{name}`"
+    return F.expr(f"({column} - pmod({column}, {MICROS_PER_DAY})) div {MICROS_PER_DAY}")
+
+
+def classify(rows: DataFrame, retention_days: int) -> DataFrame:
+    """Return one row per distinct offset, with ``status``, ``day`` and like effects.
+
+    ``status`` is one of ``accepted``, ``invalid``, ``view_rejected``,
+    ``duplicate_event``, ``duplicate_post`` or ``unknown_message``. Accepted
+    likes and unlikes carry ``author``, ``like_effect`` and ``unlike_effect``
+    (0 or 1).
+    """
+    events = with_event_days(rows.dropDuplicates(["topic", "partition", "offset"]))
+    events = events.withColumn(
+        "status",
+        F.when(F.col("type") == INVALID_TYPE, F.lit(INVALID)).when(
+            (F.col("type") == "ViewRecorded") & ~view_timing_ok(retention_days),
+            F.lit(VIEW_REJECTED),
+        ),
+    )
+    events = mark_later_ranks(
+        events,
+        ["topic", "event_id"],
+        F.col("status").isNull(),
+        DUPLICATE_EVENT,
+    )
+    events = mark_later_ranks(
+        events,
+        ["message_id"],
+        F.col("status").isNull() & (F.col("type") == "MessagePosted"),
+        DUPLICATE_POST,
+    )
+    likes = with_like_effects(events.where(F.col("type").isin(*LIKE_TYPES)), events)
+    others = events.where(~F.col("type").isin(*LIKE_TYPES)).withColumns(
+        {
+            "author": F.lit(None).cast("string"),
+            "like_effect": F.lit(0),
+            "unlike_effect": F.lit(0),
+        }
+    )
+    classified = likes.unionByName(others)
+    return classified.withColumn("status", F.coalesce("status", F.lit(ACCEPTED)))
+
+
+def with_event_days(rows: DataFrame) -> DataFrame:
+    """Add epoch-microsecond columns and ``day``, the UTC day of the event time.
+
+    The event time is ``created_at`` for a message, ``started_at`` for a
+    view and ``occurred_at`` for a like or an unlike.
+    """
+    rows = rows.withColumns(
+        {
+            "occurred_us": F.unix_micros("occurred_at"),
+            "started_us": F.unix_micros("started_at"),
+            "created_us": F.unix_micros("created_at"),
+        }
+    )
+    event_us = (
+        F.when(F.col("type") == "MessagePosted", F.col("created_us"))
+        .when(F.col("type") == "ViewRecorded", F.col("started_us"))
+        .otherwise(F.col("occurred_us"))
+    )
+    rows = rows.withColumn("event_us", event_us)
+    return rows.withColumn("day", utc_day("event_us"))
+
+
+def view_timing_ok(retention_days: int) -> Column:
+    """Return ``check_view_timing`` of ``app.events`` as a boolean column.
+
+    A view may start at most 5 minutes after its ``occurred_at``, and its UTC
+    day must be at most ``retention_days - 1`` days before the UTC day of
+    its ``occurred_at``.
+    """
+    started, occurred = F.col("started_us"), F.col("occurred_us")
+    not_in_future = started <= occurred + F.lit(to_micros(VIEW_MAX_FUTURE))
+    oldest_day = utc_day("occurred_us") - F.lit(retention_days) + F.lit(1)
+    return not_in_future & (utc_day("started_us") >= oldest_day)
+
+
+def mark_later_ranks(
+    events: DataFrame, keys: list[str], candidate: Column, status: str
+) -> DataFrame:
+    """Set ``status`` on every candidate row but the first of its key.
+
+    "First" is the smallest (partition, offset). Non-candidates form their
+    own window partition, so they neither rank nor shift the candidates.
+    """
+    window = Window.partitionBy(*keys, candidate).orderBy("partition", "offset")
+    rank = F.row_number().over(window)
+    return events.withColumn(
+        "status",
+        F.when(candidate & (rank > 1), F.lit(status)).otherwise(F.col("status")),
+    )
+
+
+def with_like_effects(likes: DataFrame, events: DataFrame) -> DataFrame:
+    """Reject likes of never-posted messages and mark effective likes and unlikes.
+
+    Every pair (message, user) starts not liked. A LikeAdded leaves the pair
+    liked and a LikeRemoved leaves it not liked, whatever the state before,
+    so the state before an event is set by the previous applied event of the
+    pair alone. Hence a LikeAdded is an effective like when the previous
+    event is missing or a LikeRemoved, and a LikeRemoved is an effective
+    unlike when the previous event is a LikeAdded. Repeated likes or
+    unlikes in between change nothing, so like-unlike-unlike gives one like
+    and one unlike, and like-unlike-like gives two likes and one unlike.
+    """
+    authors = events.where(
+        F.col("status").isNull() & (F.col("type") == "MessagePosted")
+    ).select("message_id", F.col("user").alias("author"))
+    likes = likes.join(authors, "message_id", "left")
+    likes = likes.withColumn(
+        "status",
+        F.when(
+            F.col("status").isNull() & F.col("author").isNull(), F.lit(UNKNOWN_MESSAGE)
+        ).otherwise(F.col("status")),
+    )
+    applied = F.col("status").isNull()
+    window = Window.partitionBy("message_id", "user", applied).orderBy(
+        "partition", "offset"
+    )
+    previous = F.lag("type").over(window)
+    like = (F.col("type") == "LikeAdded") & (
+        previous.isNull() | (previous == "LikeRemoved")
+    )
+    unlike = (F.col("type") == "LikeRemoved") & (previous == "LikeAdded")
+    return likes.withColumns(
+        {
+            "like_effect": F.when(applied & like, 1).otherwise(0),
+            "unlike_effect": F.when(applied & unlike, 1).otherwise(0),
+        }
+    )
+
+
+def scored_messages(accepted: DataFrame) -> DataFrame:
+    """Return accepted posts with ``compound_units`` and ``label`` from VADER."""
+    return (
+        accepted.where(F.col("type") == "MessagePosted")
+        .select("message_id", "user", "day", "body")
+        .mapInPandas(score_batches, SCORED_SCHEMA)
+    )
+
+
+def accepted_likes(accepted: DataFrame) -> DataFrame:
+    return accepted.where(F.col("type").isin(*LIKE_TYPES)).select(
+        "message_id", "user", "author", "day", "like_effect", "unlike_effect"
+    )
+
+
+def accepted_views(accepted: DataFrame) -> DataFrame:
+    return accepted.where(F.col("type") == "ViewRecorded").select(
+        "message_id", "user", "day", "duration_ms"
+    )
+
+
+def compute_figures(messages: DataFrame, likes: DataFrame, views: DataFrame) -> Figures:
+    """Aggregate scored messages, likes and views into the figures of the batch views.
+
+    The figures are those of docs/analytics.md. Users appear in
+    ``user_totals`` only when they posted.
+    """
+    return Figures(
+        daily=daily_figures(messages, likes, views),
+        user_daily=user_daily_figures(messages, likes, views),
+        user_totals=messages.groupBy("user").agg(F.count("*").alias("messages")),
+        message_daily=(
+            likes.where(F.col("like_effect") == 1)
+            .groupBy("message_id", "day")
+            .agg(F.count("*").alias("likes"))
+        ),
+        message_totals=message_total_figures(messages, likes, views),
+    )
+
+
+def daily_figures(messages: DataFrame, likes: DataFrame, views: DataFrame) -> DataFrame:
+    label = F.col("label")
+    parts = [
+        messages.groupBy("day").agg(
+            F.count("*").alias("messages"),
+            F.count("*").alias("s_count"),
+            F.sum("compound_units").alias("s_sum"),
+            F.sum(F.when(label == "positive", 1).otherwise(0)).alias("positive"),
+            F.sum(F.when(label == "neutral", 1).otherwise(0)).alias("neutral"),
+            F.sum(F.when(label == "negative", 1).otherwise(0)).alias("negative"),
+        ),
+        likes.groupBy("day").agg(
+            F.sum("like_effect").alias("likes"),
+            F.sum("unlike_effect").alias("unlikes"),
+        ),
+        views.groupBy("day").agg(
+            F.sum("duration_ms").alias("view_ms"), F.count("*").alias("views")
+        ),
+    ]
+    columns = [
+        "messages",
+        "likes",
+        "unlikes",
+        "view_ms",
+        "views",
+        "s_count",
+        "s_sum",
+        "positive",
+        "neutral",
+        "negative",
+    ]
+    return sum_parts(parts, ["day"], columns)
+
+
+def user_daily_figures(
+    messages: DataFrame, likes: DataFrame, views: DataFrame
+) -> DataFrame:
+    effective = likes.where(F.col("like_effect") == 1)
+    parts = [
+        messages.groupBy("user", "day").agg(F.count("*").alias("messages")),
+        effective.groupBy("user", "day").agg(F.count("*").alias("likes_given")),
+        effective.groupBy(F.col("author").alias("user"), "day").agg(
+            F.count("*").alias("likes_received")
+        ),
+        views.groupBy("user", "day").agg(
+            F.sum("duration_ms").alias("view_ms"), F.count("*").alias("views")
+        ),
+    ]
+    columns = ["messages", "likes_given", "likes_received", "view_ms", "views"]
+    return sum_parts(parts, ["user", "day"], columns)
+
+
+def message_total_figures(
+    messages: DataFrame, likes: DataFrame, views: DataFrame
+) -> DataFrame:
+    parts = [
+        messages.select(
+            "message_id",
+            F.col("user").alias("author"),
+            F.col("day").alias("created_day"),
+        ),
+        likes.groupBy("message_id").agg(
+            (F.sum("like_effect") - F.sum("unlike_effect")).alias("like_count")
+        ),
+        views.groupBy("message_id").agg(
+            F.sum("duration_ms").alias("view_ms"), F.count("*").alias("views")
+        ),
+    ]
+    combined = parts[0].unionByName(parts[1], allowMissingColumns=True)
+    combined = combined.unionByName(parts[2], allowMissingColumns=True)
+    return combined.groupBy("message_id").agg(
+        # Only the accepted post has an author, so max() picks it.
+        F.max("author").alias("author"),
+        F.max("created_day").alias("created_day"),
+        *(
+            F.coalesce(F.sum(name), F.lit(0)).cast("long").alias(name)
+            for name in ("like_count", "view_ms", "views")
+        ),
+    )
+
+
+def sum_parts(parts: list[DataFrame], keys: list[str], columns: list[str]) -> DataFrame:
+    """Union partial aggregates with missing columns as 0 and sum them per key."""
+    combined = parts[0]
+    for part in parts[1:]:
+        combined = combined.unionByName(part, allowMissingColumns=True)
+    return combined.groupBy(*keys).agg(
+        *(
+            F.coalesce(F.sum(name), F.lit(0)).cast("long").alias(name)
+            for name in columns
+        )
+    )
+
+
+def status_counts(classified: DataFrame) -> dict[tuple[str, str], int]:
+    """Return the number of distinct archived offsets per (type, status)."""
+    rows = classified.groupBy("type", "status").count().collect()
+    return {(row["type"], row["status"]): int(row["count"]) for row in rows}

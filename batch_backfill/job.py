@@ -1,0 +1,302 @@
+"""Spark backfill: recompute every figure from the archive into MongoDB batch views.
+
+Run it with ``spark-submit batch_backfill/job.py --from D --to D`` or with
+``python -m batch_backfill.cli backfill --from D --to D``. The job reads the
+whole archive, because totals and like states depend on all earlier events,
+and replaces the per-day batch views of the days from ``--from`` to ``--to``
+and the totals views whole. ``docs/batch.md`` lists the spark-submit flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pymongo import MongoClient
+from pymongo.database import Database
+from pyspark import StorageLevel
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from app.events import InvalidEvent, parse_day
+from app.logs import configure_logging
+from app.settings import Settings, SettingsError
+from batch_backfill import aggregates, batch_views
+from batch_backfill.aggregates import ACCEPTED, Figures
+from batch_backfill.spark_session import (
+    build_session,
+    configure_existing_session,
+    default_tools_dir,
+    launched_by_spark_submit,
+    s3a_jars,
+    session_conf,
+    to_spark_path,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class BackfillSummary:
+    """What one backfill read, classified and wrote."""
+
+    from_day: int
+    to_day: int
+    archive: str
+    rows_read: int = 0
+    status_counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    documents: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def offset_duplicates(self) -> int:
+        return self.rows_read - sum(self.status_counts.values())
+
+    def count(self, status: str, event_type: str | None = None) -> int:
+        return sum(
+            number
+            for (kind, state), number in self.status_counts.items()
+            if state == status and event_type in (None, kind)
+        )
+
+    def format(self) -> str:
+        lines = [
+            f"backfill of {batch_views.day_text(self.from_day)} to "
+            f"{batch_views.day_text(self.to_day)} from {self.archive} "
+            f"took {self.seconds:.1f} s",
+            f"archived rows read: {self.rows_read} "
+            f"({self.offset_duplicates} re-archived duplicates dropped)",
+        ]
+        for (event_type, status), number in sorted(self.status_counts.items()):
+            lines.append(f"  {event_type:14} {status:16} {number}")
+        for collection, number in self.documents.items():
+            lines.append(f"{collection}: {number} documents written")
+        return "\n".join(lines)
+
+
+def run_backfill(
+    settings: Settings, from_day: int, to_day: int, spark: SparkSession
+) -> BackfillSummary:
+    """Recompute the batch views of ``from_day`` to ``to_day`` (days since 1970).
+
+    Raises ValueError when ``to_day`` is before ``from_day``.
+    """
+    if to_day < from_day:
+        raise ValueError("the last day of a backfill must not be before the first")
+    started = time.monotonic()
+    configure_existing_session(spark, settings)
+    path = to_spark_path(settings.archive_url)
+    summary = BackfillSummary(from_day, to_day, path)
+
+    logger.info("reading archive %s", path)
+    rows = aggregates.read_archive(spark, path)
+    summary.rows_read = rows.count()
+    classified = aggregates.classify(rows, settings.retention_days)
+    classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
+    summary.status_counts = aggregates.status_counts(classified)
+    logger.info(
+        "classified %d archived rows: %d accepted",
+        summary.rows_read,
+        summary.count(ACCEPTED),
+    )
+
+    accepted = classified.where(F.col("status") == ACCEPTED)
+    messages = aggregates.scored_messages(accepted).persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
+    figures = aggregates.compute_figures(
+        messages,
+        aggregates.accepted_likes(accepted),
+        aggregates.accepted_views(accepted),
+    )
+    client: MongoClient[batch_views.Document] = MongoClient(settings.mongo_url)
+    try:
+        db = client[settings.mongo_db]
+        batch_views.ensure_indexes(db)
+        summary.documents = write_figures(db, figures, from_day, to_day)
+    finally:
+        client.close()
+        messages.unpersist()
+        classified.unpersist()
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def write_figures(
+    db: Database[batch_views.Document],
+    figures: Figures,
+    from_day: int,
+    to_day: int,
+) -> dict[str, int]:
+    """Write every batch view; return the documents written per collection."""
+    written = {}
+    daily = {
+        row["day"]: row.asDict()
+        for row in in_range(figures.daily, from_day, to_day).collect()
+    }
+    written[batch_views.BATCH_DAILY] = batch_views.replace_days(
+        db,
+        batch_views.BATCH_DAILY,
+        (
+            batch_views.daily_document(day, daily.get(day))
+            for day in range(from_day, to_day + 1)
+        ),
+        from_day,
+        to_day,
+    )
+    per_day = {
+        batch_views.BATCH_USER_DAILY: (
+            figures.user_daily,
+            batch_views.user_daily_document,
+        ),
+        batch_views.BATCH_MESSAGE_DAILY: (
+            figures.message_daily,
+            batch_views.message_daily_document,
+        ),
+    }
+    for collection, (frame, build) in per_day.items():
+        logger.info("writing %s", collection)
+        documents = (
+            build(row.asDict())
+            for row in in_range(frame, from_day, to_day).toLocalIterator()
+        )
+        written[collection] = batch_views.replace_days(
+            db, collection, documents, from_day, to_day
+        )
+    totals = {
+        batch_views.BATCH_USER_TOTALS: (
+            figures.user_totals,
+            batch_views.user_total_document,
+        ),
+        batch_views.BATCH_MESSAGE_TOTALS: (
+            figures.message_totals,
+            batch_views.message_total_document,
+        ),
+    }
+    for collection, (frame, build) in totals.items():
+        logger.info("writing %s", collection)
+        documents = (build(row.asDict()) for row in frame.toLocalIterator())
+        written[collection] = batch_views.replace_all(db, collection, documents)
+    return written
+
+
+def in_range(frame: DataFrame, from_day: int, to_day: int) -> DataFrame:
+    return frame.where(F.col("day").between(from_day, to_day))
+
+
+# ---------------------------------------------------------------- command line
+
+
+def add_backfill_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--from",
+        dest="from_date",
+        required=True,
+        help="first UTC day to recompute, YYYY-MM-DD",
+    )
+    parser.add_argument(
+        "--to",
+        dest="to_date",
+        required=True,
+        help="last UTC day to recompute (inclusive), YYYY-MM-DD",
+    )
+    parser.add_argument(
+        "--master",
+        help="Spark master URL such as local[2] or spark://127.0.0.1:7077 "
+        "(default: SOCIALSTREAM_SPARK_MASTER, or spark-submit's --master)",
+    )
+    parser.add_argument(
+        "--conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra Spark configuration, repeatable",
+    )
+
+
+def parse_conf(pairs: Sequence[str]) -> dict[str, str]:
+    conf = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise ValueError(f"--conf takes KEY=VALUE, got {pair!r}")
+        conf[key] = value
+    return conf
+
+
+def backfill_from_arguments(
+    settings: Settings, args: argparse.Namespace
+) -> BackfillSummary:
+    """Start a Spark session for the parsed arguments and run the backfill."""
+    environ = os.environ
+    from_day = parse_day(args.from_date, "--from")
+    to_day = parse_day(args.to_date, "--to")
+    extra = parse_conf(args.conf)
+    if launched_by_spark_submit(environ):
+        # spark-submit's --master, --jars and --driver-memory apply.
+        conf = session_conf(settings, master=args.master, extra=extra)
+    else:
+        # pyspark starts its Python workers with $PYSPARK_PYTHON, else with
+        # "python3", which need not have this environment's packages.
+        environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        jars = s3a_jars(default_tools_dir(environ)) if settings.archive_is_s3 else []
+        if settings.archive_is_s3 and not jars:
+            logger.warning(
+                "no hadoop-aws jars under %s; run 'scripts/stack.py install' "
+                "or reading s3a:// will fail",
+                default_tools_dir(environ),
+            )
+        conf = session_conf(
+            settings,
+            master=args.master or settings.spark_master,
+            jars=jars,
+            extra=extra,
+        )
+    spark = build_session(conf)
+    spark.sparkContext.setLogLevel("WARN")
+    try:
+        return run_backfill(settings, from_day, to_day, spark)
+    finally:
+        spark.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="batch_backfill/job.py", description=__doc__.splitlines()[0]
+    )
+    add_backfill_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    return run_backfill_command(settings, args)
+
+
+def run_backfill_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the backfill for the command line; return the exit code."""
+    try:
+        summary = backfill_from_arguments(settings, args)
+    except (InvalidEvent, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except AnalysisException as error:
+        print(
+            f"error: reading the archive {settings.archive_url} failed: {error}",
+            file=sys.stderr,
+        )
+        return 1
+    print(summary.format())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
