@@ -175,7 +175,7 @@ def _add_generation_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--start",
-        type=date.fromisoformat,
+        type=_parse_day,
         help="first simulated day as YYYY-MM-DD (default: today minus days - 1)",
     )
     parser.add_argument(
@@ -205,13 +205,14 @@ def _add_generation_options(parser: argparse.ArgumentParser) -> None:
         "--invalid-share",
         type=float,
         default=defaults.invalid_share,
-        help="invalid records added per valid record with --via kafka (0 to 1)",
+        help="invalid records to add, as a share of the valid records, "
+        "with --via kafka (0 to 1)",
     )
     parser.add_argument(
         "--duplicate-share",
         type=float,
         default=defaults.duplicate_share,
-        help="valid records sent twice with --via kafka (0 to 1)",
+        help="share of the valid records sent a second time with --via kafka (0 to 1)",
     )
     parser.add_argument(
         "--corpus",
@@ -219,6 +220,15 @@ def _add_generation_options(parser: argparse.ArgumentParser) -> None:
         help="tab-separated corpus of message texts: id, rating, text "
         "(default: the bundled VADER tweets)",
     )
+
+
+def _parse_day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a date as YYYY-MM-DD, got {text!r}"
+        ) from None
 
 
 def config_from_args(args: argparse.Namespace, settings: Settings) -> SimulationConfig:

@@ -1,10 +1,15 @@
 """Requests of the HTTP API built from simulated records, and bearer tokens.
 
-The API contract: ``POST /messages {"body"}`` answers 201 with
-``message_id`` and ``created_at``; ``PUT`` and ``DELETE
-/messages/{message_id}/likes`` like and unlike as the token's user; ``POST
-/views {"views": [{"message_id", "started_at", "duration_ms"}]}`` answers
-202. The server stamps messages and likes with its own clock, so only view
+The API contract:
+
+- ``POST /messages {"body"}`` responds with 201, ``message_id`` and
+  ``created_at``.
+- ``PUT`` and ``DELETE /messages/{message_id}/likes`` like and unlike as
+  the token's user, and respond with 2xx and the ``occurred_at`` stamped.
+- ``POST /views {"views": [{"message_id", "started_at", "duration_ms"}]}``
+  responds with 202.
+
+The server stamps messages and likes with its own clock, so only view
 times come from the client.
 """
 

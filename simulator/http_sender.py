@@ -158,9 +158,9 @@ class _Sender:
         self.report = report
         self.bar = bar
         self.requests = asyncio.Semaphore(concurrency)
-        # Bounds the tasks created ahead of the requests in flight. A task
-        # waits only for tasks created before it, so the bound cannot
-        # deadlock.
+        # Limits the tasks created ahead of the requests in flight. A task
+        # waits only for tasks created before it, which never wait for a
+        # backlog slot, so the limit cannot deadlock.
         self.backlog = asyncio.Semaphore(concurrency * 8)
         # Resolves to the server's id of a simulated message, or None when
         # creating it failed.
@@ -360,9 +360,9 @@ def _now_us() -> int:
 def _like_time(body: dict[str, Any], sent_at: int) -> int:
     """Return the time a like counts at: the server's if it returned one.
 
-    Without an ``occurred_at`` in the response the client clock at sending
-    stands in for it. The two can fall on different days only in the
-    moment around midnight UTC, which the warning below reports.
+    Without an ``occurred_at`` in the response, the client clock at sending
+    is used instead. The two can fall on different days only around
+    midnight UTC, and the warning below reports that case.
     """
     stamp = body.get("occurred_at")
     if isinstance(stamp, str):

@@ -2,8 +2,8 @@
 
 The simulator writes the event contract of ``docs/events.md`` by hand instead
 of through ``app.events``, so that the truth it computes does not share code
-with the product it checks. A unit test holds the field lists here equal to
-the contract's.
+with the product it checks. A unit test checks that the field lists here
+equal the contract's.
 """
 
 from __future__ import annotations

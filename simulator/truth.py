@@ -435,11 +435,14 @@ def _message_view_keys(tally: _Tally) -> list[str]:
 
 
 def _user_like_days(tally: _Tally, user: str) -> dict[str, dict[str, int]]:
-    given = tally.likes_given.get(user, {})
-    received = tally.likes_received.get(user, {})
+    given_by_day = tally.likes_given.get(user, {})
+    received_by_day = tally.likes_received.get(user, {})
     return {
-        day: {"likes_given": given.get(day, 0), "likes_received": received.get(day, 0)}
-        for day in sorted(set(given) | set(received))
+        day: {
+            "likes_given": given_by_day.get(day, 0),
+            "likes_received": received_by_day.get(day, 0),
+        }
+        for day in sorted(set(given_by_day) | set(received_by_day))
     }
 
 

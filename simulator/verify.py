@@ -107,8 +107,8 @@ async def check_truth(
     """Query every figure of ``truth`` from the API and compare it.
 
     With ``global_figures`` false the per-day totals of the whole deployment
-    are skipped, for a deployment that also serves other traffic; figures
-    keyed by a user or a message are always checked.
+    are skipped, because other traffic on a shared deployment changes them.
+    Figures keyed by a user or a message are always checked.
     """
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -336,7 +336,7 @@ def _field(
 ) -> Any:
     """Return one value of a day's row; None when the row or value is missing.
 
-    ``missing_is_zero`` is for a 404 answer, which means that the API has
+    ``missing_is_zero`` is for a 404 response, which means that the API has
     no data for the key, so every value of it is 0.
     """
     if missing_is_zero:

@@ -1,7 +1,7 @@
 """The simulator through the running API, checked with verify.
 
 Needs a worker with the API on ``SOCIALSTREAM_API_PORT``; the tests skip
-when ``/health`` does not answer. User names get a random prefix, so the
+when ``/health`` does not respond with 200. User names get a random prefix, so the
 figures keyed by user or message belong to this test alone, and the
 per-day totals of the shared deployment are not checked.
 """

@@ -38,7 +38,7 @@ def stats_app(
 ) -> web.Application:
     """Serve ``figures`` the way docs/analytics.md describes the endpoints.
 
-    Users in ``missing_users`` answer 404, and ``drop_day`` is left out of
+    Requests for users in ``missing_users`` get 404, and ``drop_day`` is left out of
     the daily totals.
     """
     zero_views = {"view_ms": 0, "views": 0}
