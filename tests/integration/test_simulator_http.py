@@ -43,7 +43,7 @@ async def api_url() -> AsyncIterator[str]:
         healthy = False
     if not healthy:
         pytest.skip(
-            f"the API at {url} does not answer GET /health with 200; "
+            f"the API at {url} does not respond to GET /health with 200; "
             "start the worker with `make up` to run this test"
         )
     if not settings.jwt_secret:

@@ -53,7 +53,7 @@ async def read_all(
         group_id=None,
     )
     await consumer.start()
-    rows = []
+    rows: list[tuple[str, int, int, bytes, bytes]] = []
     try:
         deadline = asyncio.get_running_loop().time() + READ_TIMEOUT_S
         while len(rows) < expected:
