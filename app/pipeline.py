@@ -53,11 +53,18 @@ class Pipeline:
         return await pending
 
 
+# Faust's producer buffer makes a stream wait, and logs a warning, whenever
+# more than 100 records (its class default) are pending. One batch of an agent
+# writes a changelog record per changed key, so the limit is raised to a few
+# batches' worth.
+PRODUCER_BUFFER_MAX_MESSAGES = 20_000
+
+
 def create_app(settings: Settings) -> faust.App:
     brokers = [f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")]
     datadir = settings.state_dir / "faust" / f"{settings.app_id}-{settings.api_port}"
     datadir.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    app = faust.App(
         settings.app_id,
         broker=brokers,
         store="rocksdb://",
@@ -82,6 +89,8 @@ def create_app(settings: Settings) -> faust.App:
         stream_wait_empty=False,
         logging_config=None,
     )
+    app.producer.buffer.max_messages = PRODUCER_BUFFER_MAX_MESSAGES
+    return app
 
 
 def create_topics(app: faust.App, settings: Settings) -> Topics:

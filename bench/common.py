@@ -107,13 +107,15 @@ async def produce(settings: Settings, records: list[Record]) -> float:
     return time.perf_counter() - started
 
 
-def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+def start_worker(
+    settings: Settings, log: Path, log_level: str = "WARNING"
+) -> subprocess.Popen[bytes]:
     env = {**os.environ, **{
         "SOCIALSTREAM_TOPIC_PREFIX": settings.topic_prefix,
         "SOCIALSTREAM_APP_ID": settings.app_id,
         "SOCIALSTREAM_MONGO_DB": settings.mongo_db,
         "SOCIALSTREAM_API_PORT": str(settings.api_port),
-        "SOCIALSTREAM_LOG_LEVEL": "WARNING",
+        "SOCIALSTREAM_LOG_LEVEL": log_level,
     }}
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:

@@ -1,0 +1,216 @@
+"""Freshness: from an API response to the write being visible, under load.
+
+    .venv/bin/python bench/freshness.py --probes 200 --rate 1000 --runs 3
+
+While a background producer writes ``--rate`` view events per second to the
+worker's topics, probes post a message and like it through the API. Each
+probe measures, from the HTTP response, the time until the message is in the
+feed (``GET /messages/{id}``), until its like is in the tables
+(``GET /stats/messages/{id}/likes``) and until the author's message count
+includes it (``GET /stats/users/{user}/messages``, one hop further, through
+the rollup topic). Visibility is polled every 2 ms. The baseline, in the
+same run, is the time a bare aiokafka consumer needs to see a record after
+``send_and_wait`` returned: the broker's own share of the delay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from app.auth import mint_token  # noqa: E402
+from app.cli import create_event_topics  # noqa: E402
+from app.events import make_event, new_message_id, now_micros  # noqa: E402
+from app.settings import Settings  # noqa: E402
+from bench.common import (  # noqa: E402
+    append_result,
+    isolated_settings,
+    median,
+    start_worker,
+    wait_healthy,
+)
+
+POLL_S = 0.002
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+async def background_load(settings: Settings, rate: float, stop: asyncio.Event) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=2)
+    await producer.start()
+    message_id = new_message_id()
+    posted = make_event("MessagePosted", message_id=message_id, user="loader",
+                        body="background load")
+    await producer.send_and_wait(settings.topic("messages"), posted.to_json(),
+                                 key=message_id.encode())
+    started = time.perf_counter()
+    sent = 0
+    try:
+        while not stop.is_set():
+            due = int((time.perf_counter() - started) * rate)
+            while sent < due:
+                now = now_micros()
+                view = make_event("ViewRecorded", message_id=message_id,
+                                  user=f"viewer{sent % 500}", occurred_at=now,
+                                  started_at=now - 1000, duration_ms=500)
+                await producer.send(settings.topic("views"), view.to_json(),
+                                    key=message_id.encode())
+                sent += 1
+            await asyncio.sleep(0.005)
+    finally:
+        await producer.stop()
+
+
+async def wait_visible(session: aiohttp.ClientSession, url: str, check: object) -> float:
+    started = time.perf_counter()
+    while time.perf_counter() - started < 30:
+        async with session.get(url) as response:
+            if response.status == 200 and check(await response.json()):  # type: ignore[operator]
+                return (time.perf_counter() - started) * 1000.0
+        await asyncio.sleep(POLL_S)
+    raise TimeoutError(f"{url} did not show the write within 30 s")
+
+
+async def probe(session: aiohttp.ClientSession, settings: Settings, token: str,
+                user: str) -> tuple[float, float, float]:
+    headers = {"Authorization": f"Bearer {token}"}
+    base = settings.api_url
+    async with session.post(f"{base}/messages", json={"body": f"probe {uuid.uuid4()}"},
+                            headers=headers) as response:
+        assert response.status == 201, await response.text()
+        message = await response.json()
+    message_id = message["message_id"]
+    before = await _user_total(session, base, user)
+    feed_ms = await wait_visible(session, f"{base}/messages/{message_id}",
+                                 lambda body: body.get("message_id") == message_id)
+    rollup_ms = await wait_visible(session, f"{base}/stats/users/{user}/messages",
+                                   lambda body: body["total"] > before)
+    async with session.put(f"{base}/messages/{message_id}/likes",
+                           headers=headers) as response:
+        assert response.status < 300, await response.text()
+    like_ms = await wait_visible(session, f"{base}/stats/messages/{message_id}/likes",
+                                 lambda body: body["like_count"] == 1)
+    return feed_ms, like_ms, rollup_ms + feed_ms
+
+
+async def _user_total(session: aiohttp.ClientSession, base: str, user: str) -> int:
+    async with session.get(f"{base}/stats/users/{user}/messages") as response:
+        return int((await response.json())["total"])
+
+
+async def kafka_baseline(settings: Settings, samples: int) -> list[float]:
+    topic = settings.topic("baseline")
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap,
+                                auto_offset_reset="latest", fetch_max_wait_ms=5)
+    await producer.start()
+    await producer.send_and_wait(topic, b"warm-up")
+    await consumer.start()
+    await asyncio.sleep(1.0)
+    latencies = []
+    try:
+        for _ in range(samples):
+            await producer.send_and_wait(topic, b"x")
+            started = time.perf_counter()
+            await consumer.getone()
+            latencies.append((time.perf_counter() - started) * 1000.0)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return latencies
+
+
+async def one_run(probes: int, rate: float) -> dict[str, float]:
+    settings = isolated_settings("fresh", SOCIALSTREAM_API_PORT=str(free_port()))
+    await create_event_topics(settings)
+    worker = start_worker(settings, settings.log_dir / f"bench-{settings.app_id}.log")
+    stop = asyncio.Event()
+    try:
+        await asyncio.to_thread(wait_healthy, settings.api_url)
+        loader = asyncio.create_task(background_load(settings, rate, stop))
+        await asyncio.sleep(3.0)
+        user = "prober"
+        token = mint_token(settings, user, ttl_s=3600)
+        feed, like, rollup = [], [], []
+        async with aiohttp.ClientSession() as session:
+            for _ in range(probes):
+                feed_ms, like_ms, rollup_ms = await probe(session, settings, token, user)
+                feed.append(feed_ms)
+                like.append(like_ms)
+                rollup.append(rollup_ms)
+                await asyncio.sleep(0.05)
+        stop.set()
+        await loader
+        baseline = await kafka_baseline(settings, probes)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    return {
+        "feed_p50": percentile(feed, 0.5), "feed_p99": percentile(feed, 0.99),
+        "like_p50": percentile(like, 0.5), "like_p99": percentile(like, 0.99),
+        "rollup_p50": percentile(rollup, 0.5), "rollup_p99": percentile(rollup, 0.99),
+        "kafka_p50": percentile(baseline, 0.5), "kafka_p99": percentile(baseline, 0.99),
+        "kafka_mean": statistics.fmean(baseline),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--probes", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=1000.0,
+                        help="background events per second")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-record", action="store_true")
+    args = parser.parse_args()
+
+    runs = []
+    for run in range(args.runs):
+        result = asyncio.run(one_run(args.probes, args.rate))
+        runs.append(result)
+        print(f"run {run + 1}: " + ", ".join(f"{k}={v:.1f}" for k, v in result.items()),
+              flush=True)
+
+    def row(label: str, key: str) -> tuple[str, str]:
+        p50 = median([r[f"{key}_p50"] for r in runs])
+        p99 = median([r[f"{key}_p99"] for r in runs])
+        return (f"{label}: p50 / p99 ms", f"{p50:.1f} / {p99:.1f}")
+
+    rows = [
+        ("background load, events/s", f"{args.rate:g}"),
+        ("probes per run", str(args.probes)),
+        row("message in the feed", "feed"),
+        row("like in the message's table", "like"),
+        row("message in the author's rollup", "rollup"),
+        row("baseline: bare Kafka produce to consume", "kafka"),
+    ]
+    for name, value in rows:
+        print(f"{name}: {value}")
+    if not args.no_record:
+        command = (f"python bench/freshness.py --probes {args.probes} "
+                   f"--rate {args.rate:g} --runs {args.runs}")
+        append_result("Freshness", command, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
