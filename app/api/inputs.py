@@ -97,6 +97,10 @@ def parse_json(raw: bytes) -> Any:
 
 
 def _explain_json_error(raw: bytes, error: orjson.JSONDecodeError) -> str:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as invalid:
+        return f"is not valid UTF-8 at byte {invalid.start}; send UTF-8 text"
     reason, position = error.msg, error.pos
     if "surrogate" in reason:
         return (
@@ -105,15 +109,12 @@ def _explain_json_error(raw: bytes, error: orjson.JSONDecodeError) -> str:
             "(orjson) rejects it; send the character itself or a complete "
             "surrogate pair"
         )
-    if "UTF-8" in reason:
-        return f"is not valid UTF-8 at character {position}; send UTF-8 text"
     if "infinity" in reason:
         return (
             f"is not valid JSON at character {position}: the number is too large "
             "for a 64-bit float"
         )
     # orjson counts positions in characters, not bytes.
-    text = raw.decode("utf-8", errors="replace")
     near = text[max(position - 1, 0):position + 9]
     if "NaN" in near or "Infinity" in near:
         return (
