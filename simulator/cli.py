@@ -27,7 +27,7 @@ from simulator.config import ConfigError, SimulationConfig
 from simulator.http_sender import send_http
 from simulator.kafka_sender import ensure_topics, send_kafka
 from simulator.simulation import Simulation, simulate
-from simulator.truth import compute_truth
+from simulator.truth import TRUTH_FORMAT, TRUTH_VERSION, compute_truth
 from simulator.verify import VerifyError, VerifyReport, check_truth
 
 logger = logging.getLogger(__name__)
@@ -290,6 +290,14 @@ def command_run(
     truth["run"]["api_url"] = api_url
     write_truth(truth_path, truth)
     print(f"wrote the truth to {truth_path}")
+    failed = sum(truth["run"]["report"]["failed"].values())
+    if failed:
+        print(
+            f"error: {failed} events failed to send; the truth leaves them out, "
+            "see the warnings above for the reasons",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -321,6 +329,13 @@ async def _run_http(
     settings: Settings,
     api_url: str,
 ) -> dict[str, Any]:
+    skipped = sum(record.kind != "valid" for record in simulation.events)
+    if skipped:
+        logger.info(
+            "leaving out %d invalid and duplicate records, which only --via "
+            "kafka sends",
+            skipped,
+        )
     result = await send_http(
         simulation.events,
         api_url,
@@ -349,7 +364,7 @@ def command_verify(
     args: argparse.Namespace, settings: Settings, truth_path: Path
 ) -> int:
     try:
-        truth = json.loads(truth_path.read_text(encoding="utf-8"))
+        truth = read_truth(truth_path)
     except FileNotFoundError:
         print(
             f"error: truth file {truth_path} not found; write it with the run "
@@ -391,6 +406,22 @@ async def _verify_until(
             VERIFY_RETRY_S,
         )
         await asyncio.sleep(VERIFY_RETRY_S)
+
+
+def read_truth(path: Path) -> dict[str, Any]:
+    """Read a truth file; raise ValueError when it is not one."""
+    try:
+        truth = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"truth file {path} is not valid JSON: {error}") from None
+    if not isinstance(truth, dict) or truth.get("format") != TRUTH_FORMAT:
+        raise ValueError(f"{path} is not a simulator truth file ({TRUTH_FORMAT})")
+    if truth.get("version") != TRUTH_VERSION:
+        raise ValueError(
+            f"truth file {path} has version {truth.get('version')!r}; this "
+            f"simulator reads version {TRUTH_VERSION}"
+        )
+    return truth
 
 
 def write_truth(path: Path, truth: dict[str, Any]) -> None:

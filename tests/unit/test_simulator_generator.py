@@ -192,6 +192,28 @@ def test_post_sent_before_likes_and_views(simulation: Simulation) -> None:
             assert record.key in posted
 
 
+def test_skewed_sessions_keep_post_first() -> None:
+    """A skewed report time can precede a message that the session viewed."""
+    config = SimulationConfig(
+        seed=0,
+        users=50,
+        days=1,
+        messages_per_day=4,
+        sessions_per_user_per_day=20,
+        skewed_view_share=1.0,
+        late_view_share=0.0,
+        likes_per_message=0.0,
+        invalid_share=0.0,
+        duplicate_share=0.0,
+    )
+    posted: set[bytes] = set()
+    for record in simulate(config, today=TODAY).events:
+        if record.topic == "messages":
+            posted.add(record.key)
+        else:
+            assert record.key in posted
+
+
 def test_message_events_in_time_order(simulation: Simulation) -> None:
     last_time: dict[bytes, int] = {}
     for record in simulation.events:
