@@ -325,13 +325,14 @@ class _Generator:
             return Record(topic, key, value, moment, "invalid", reason)
         if reason == "view_too_long":
             duration_ms = rng.randint(curves.VIEW_MAX_DURATION_MS + 1, 7_200_000)
+            # Reported when it ends, so the record's send time is occurred_at.
             event = view_recorded(
                 event_id,
                 message.message_id,
                 user,
-                moment,
+                moment - duration_ms * 1000,
                 duration_ms,
-                moment + duration_ms * 1000,
+                moment,
             )
             return Record("views", key, encode(event), moment, "invalid", reason)
         if reason == "view_starts_late":

@@ -225,6 +225,13 @@ def test_message_events_in_time_order(simulation: Simulation) -> None:
         last_time[record.key] = occurred_at
 
 
+def test_send_time_is_occurred_at(simulation: Simulation) -> None:
+    for record in simulation.events:
+        if record.kind == "duplicate" or record.reason == "malformed_json":
+            continue
+        assert record.send_at == parse_time(record.payload()["occurred_at"])
+
+
 def test_event_times_inside_simulated_days(simulation: Simulation) -> None:
     first = day_start(date(2026, 12, 1))
     end = first + 3 * MICROS_PER_DAY
