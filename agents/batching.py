@@ -28,7 +28,7 @@ from app.metrics import REJECTED, LagRecorder, applied_lag, counters
 logger = logging.getLogger(__name__)
 
 BATCH_MAX = 1000
-BATCH_WITHIN_S = 0.02
+BATCH_WITHIN_S = 0.05
 RETRY_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 T = TypeVar("T")

@@ -27,18 +27,24 @@ def worker_topics(settings: Settings) -> list[str]:
 
 
 async def group_lag(settings: Settings, group: str, topics: list[str]) -> dict[str, int]:
-    """Return, per topic, end offset minus the group's committed offset."""
+    """Return, per topic, end offset minus the group's committed offset.
+
+    Raises LookupError when a topic does not exist (yet).
+    """
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await consumer.start()
     await admin.start()
     try:
-        await consumer.topics()  # refreshes the metadata of every topic
+        described = await admin.describe_topics(topics)
         partitions = [
-            TopicPartition(topic, partition)
-            for topic in topics
-            for partition in sorted(consumer.partitions_for_topic(topic) or [])
+            TopicPartition(entry["topic"], item["partition"])
+            for entry in described
+            for item in entry["partitions"]
         ]
+        missing = [entry["topic"] for entry in described if not entry["partitions"]]
+        if missing:
+            raise LookupError(f"topics not found: {', '.join(missing)}")
         ends = await consumer.end_offsets(partitions)
         committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
     finally:
@@ -62,8 +68,14 @@ async def wait_for_zero_lag(
     topics = worker_topics(settings)
     deadline = time.monotonic() + timeout_s
     zero_polls = 0
+    lag: dict[str, int] = {}
     while True:
-        lag = await group_lag(settings, settings.app_id, topics)
+        try:
+            lag = await group_lag(settings, settings.app_id, topics)
+        except LookupError as error:
+            # The worker creates its rollup topics at start-up.
+            logger.info("waiting for topics: %s", error)
+            lag = {"missing": 1}
         # Two zero readings in a row: the rollup records sent by the last batch
         # of an event topic appear only after that batch was committed.
         zero_polls = zero_polls + 1 if sum(lag.values()) == 0 else 0
