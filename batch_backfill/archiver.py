@@ -68,7 +68,7 @@ class PartitionBuffer:
 
 @dataclass(slots=True)
 class ArchiveSummary:
-    """What an archiver run wrote and committed."""
+    """Rows, files and committed offsets of one archiver run."""
 
     rows: int = 0
     invalid_rows: int = 0

@@ -1,10 +1,11 @@
 """MongoDB documents of the batch views, and how a backfill replaces them.
 
-Per-day collections are replaced for the days a backfill recomputed
-(delete-then-insert on the ``day`` range); the totals collections cover all
-archived days and are replaced whole. ``_id`` values are built from the keys,
-so a rerun writes identical documents. The two steps are not atomic: a
-reader can see a day range empty while it is being rewritten.
+A backfill deletes the documents of the per-day collections whose ``day``
+is in its range, then inserts the recomputed ones. The totals collections
+cover all archived days, so they are replaced whole. ``_id`` values are
+built from the keys, so a rerun writes identical documents. The two steps
+are not atomic, so a reader can see a day range empty while it is being
+rewritten.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class BackfillSummary:
-    """What one backfill read, classified and wrote."""
+    """Counts of one backfill: rows read, offsets per status, documents written."""
 
     from_day: int
     to_day: int
@@ -81,17 +81,22 @@ class BackfillSummary:
 
 
 def run_backfill(
-    settings: Settings, from_day: int, to_day: int, spark: SparkSession
+    settings: Settings,
+    from_day: int,
+    to_day: int,
+    spark: SparkSession,
+    s3_scheme: str = "s3a",
 ) -> BackfillSummary:
     """Recompute the batch views of ``from_day`` to ``to_day`` (days since 1970).
 
+    ``s3_scheme`` is the scheme Spark reads an S3 archive with.
     Raises ValueError when ``to_day`` is before ``from_day``.
     """
     if to_day < from_day:
         raise ValueError("the last day of a backfill must not be before the first")
     started = time.monotonic()
     configure_existing_session(spark, settings)
-    path = to_spark_path(settings.archive_url)
+    path = to_spark_path(settings.archive_url, s3_scheme)
     summary = BackfillSummary(from_day, to_day, path)
 
     logger.info("reading archive %s", path)
@@ -198,18 +203,27 @@ def add_backfill_arguments(parser: argparse.ArgumentParser) -> None:
         "--from",
         dest="from_date",
         required=True,
-        help="first UTC day to recompute, YYYY-MM-DD",
+        metavar="YYYY-MM-DD",
+        help="first UTC day to recompute",
     )
     parser.add_argument(
         "--to",
         dest="to_date",
         required=True,
-        help="last UTC day to recompute (inclusive), YYYY-MM-DD",
+        metavar="YYYY-MM-DD",
+        help="last UTC day to recompute (inclusive)",
     )
     parser.add_argument(
         "--master",
         help="Spark master URL such as local[2] or spark://127.0.0.1:7077 "
         "(default: SOCIALSTREAM_SPARK_MASTER, or spark-submit's --master)",
+    )
+    parser.add_argument(
+        "--s3-scheme",
+        choices=["s3a", "s3"],
+        default="s3a",
+        help="scheme Spark reads an s3:// archive with: s3a (hadoop-aws, the "
+        "default) or s3 (a cluster's own connector, such as EMRFS)",
     )
     parser.add_argument(
         "--conf",
@@ -261,7 +275,7 @@ def backfill_from_arguments(
     spark = build_session(conf)
     spark.sparkContext.setLogLevel("WARN")
     try:
-        return run_backfill(settings, from_day, to_day, spark)
+        return run_backfill(settings, from_day, to_day, spark, args.s3_scheme)
     finally:
         spark.stop()
 

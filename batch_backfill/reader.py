@@ -16,7 +16,7 @@ from batch_backfill.schema import FILE_SCHEMA, PARTITION_SCHEMA
 
 
 class ArchiveNotFound(FileNotFoundError):
-    """The configured archive location holds no Parquet files."""
+    """The configured archive location does not exist."""
 
 
 def archive_dataset(settings: Settings) -> ds.Dataset:

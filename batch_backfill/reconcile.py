@@ -1,8 +1,8 @@
 """Compare the batch views in MongoDB with the live tables over HTTP.
 
 The users checked are those with a ``batch_user_daily`` document in the
-range; the messages checked are those with a ``batch_message_daily``
-document in the range or a ``batch_message_totals`` document created in it.
+range. The messages checked are those with a ``batch_message_daily``
+document in the range, or a ``batch_message_totals`` document created in it.
 A key missing on one side counts as zeros, as the live endpoints return
 zeros for a day without events. Keys only the live tables know are not
 found this way, but the per-day figures still show their events.

@@ -2,7 +2,7 @@
 
 Each event goes to the same partition number of the topic with the new
 prefix, in (partition, offset) order, with its original key and Kafka
-timestamp, so a worker of the new deployment sees every partition in the
+timestamp, so a worker of the new deployment reads every partition in the
 order the old one did. Rows of re-archived offsets are sent once. Records
 that ``decode_event`` rejected are not replayed; views that fail the timing
 rule are, because the new worker rejects them by the same rule.
@@ -100,7 +100,7 @@ def load_topic(settings: Settings, logical: str) -> pa.Table:
     sources = set(table.column("topic").unique().to_pylist())
     if len(sources) > 1:
         raise ReplayError(
-            f"the archive holds {logical} events of several topics "
+            f"the archive contains {logical} events of several topics "
             f"({', '.join(sorted(sources))}); replay one deployment's archive"
         )
     return table
@@ -156,7 +156,7 @@ async def check_targets_empty(target: Settings, partitions: dict[str, int]) -> N
     filled = sorted(f"{tp.topic}[{tp.partition}]" for tp, end in ends.items() if end)
     if filled:
         raise ReplayError(
-            f"target topics already hold records ({', '.join(filled)}); a replay "
+            f"target topics already contain records ({', '.join(filled)}); a replay "
             "would duplicate them, so choose a new prefix"
         )
 

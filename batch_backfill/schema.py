@@ -1,6 +1,6 @@
 """Parquet schema and Hive-style layout of the event archive.
 
-Each file holds rows of one event type and one UTC day, under
+Each file contains rows of one event type and one UTC day, under
 ``type=<Type>/date=<YYYY-MM-DD>/``. ``type`` and ``date`` are Hive partition
 columns: they live in the path only, as Hive, Spark and pyarrow expect, and
 a reader gets them back by reading the folder with Hive partitioning.

@@ -5,7 +5,7 @@ A file's path relative to the archive root is
 where first and last are the smallest and largest Kafka offsets of the rows
 in it. Archiving the same offsets again
 therefore overwrites the same file, and two files with the same name always
-hold the same rows.
+contain the same rows.
 """
 
 from __future__ import annotations

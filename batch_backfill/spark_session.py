@@ -24,11 +24,15 @@ DEFAULT_CONF = {
 }
 
 
-def to_spark_path(archive_url: str) -> str:
-    """Return the archive URL as Spark reads it: s3:// becomes s3a://."""
+def to_spark_path(archive_url: str, s3_scheme: str = "s3a") -> str:
+    """Return the archive URL as Spark reads it.
+
+    s3:// becomes ``s3_scheme``://, which is s3a:// unless the cluster has
+    its own connector for s3:// (EMRFS on Amazon EMR).
+    """
     parsed = urlparse(archive_url)
-    if parsed.scheme == "s3":
-        return "s3a://" + archive_url.removeprefix("s3://")
+    if parsed.scheme in {"s3", "s3a"}:
+        return f"{s3_scheme}://{parsed.netloc}{parsed.path}"
     if parsed.scheme in {"", "file"}:
         local = parsed.path if parsed.scheme else archive_url
         return str(Path(local).resolve())

@@ -161,7 +161,7 @@ async def test_replay_rejects_filled_target(deployment: tuple[Settings, str]) ->
     await archive_until_caught_up(settings, timeout=120)
     await replay_archive(settings, target)
 
-    with pytest.raises(ReplayError, match="already hold records"):
+    with pytest.raises(ReplayError, match="already contain records"):
         await replay_archive(settings, target)
 
 

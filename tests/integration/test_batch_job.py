@@ -1,6 +1,6 @@
 """The Spark backfill on a hand-built archive, with figures worked out by hand.
 
-The archive holds every hard case of the counting rules: a double like, an
+The archive contains every hard case of the counting rules: a double like, an
 unlike without a like, like-unlike-unlike, like-unlike-like, duplicate event
 ids (one of them with a different payload on a lower partition), a
 re-archived file, invalid records, a late view, a view 5 minutes ahead, a
@@ -249,8 +249,8 @@ def user_day(
     user: str,
     day: str,
     messages: int = 0,
-    given: int = 0,
-    received: int = 0,
+    likes_given: int = 0,
+    likes_received: int = 0,
     view_ms: int = 0,
     views: int = 0,
 ) -> dict[str, Any]:
@@ -259,8 +259,8 @@ def user_day(
         "user": user,
         "day": day,
         "messages": messages,
-        "likes_given": given,
-        "likes_received": received,
+        "likes_given": likes_given,
+        "likes_received": likes_received,
         "view_ms": view_ms,
         "views": views,
     }
@@ -269,13 +269,13 @@ def user_day(
 EXPECTED_USER_DAILY = {
     document["_id"]: document
     for document in [
-        user_day("alice", D1, messages=1, given=1, received=2),
-        user_day("alice", D2, messages=1, received=2),
-        user_day("bob", D1, messages=1, received=1),
-        user_day("dave", D1, given=1, view_ms=9999, views=1),
-        user_day("frank", D1, given=1),
+        user_day("alice", D1, messages=1, likes_given=1, likes_received=2),
+        user_day("alice", D2, messages=1, likes_received=2),
+        user_day("bob", D1, messages=1, likes_received=1),
+        user_day("dave", D1, likes_given=1, view_ms=9999, views=1),
+        user_day("frank", D1, likes_given=1),
         user_day("frank", D2, view_ms=700, views=1),
-        user_day("gina", D2, given=2),
+        user_day("gina", D2, likes_given=2),
         user_day("carol", D1, view_ms=1500, views=1),
         user_day("carol", D2, view_ms=2500, views=1),
         user_day("erin", D2, view_ms=300, views=1),

@@ -2,7 +2,7 @@
 
 The test starts a worker of its own deployment (topic prefix, app id, port
 and database), sends events to its topics, archives them, runs the
-backfill command and expects no difference; then it changes one batch
+backfill command and expects no difference. Then it changes one batch
 figure and expects the reconciliation to report exactly that one.
 """
 

@@ -38,7 +38,7 @@ def days_between(params: dict[str, str]) -> list[str]:
 
 
 class FakeLive:
-    """Answers the stats endpoints from dictionaries, as the worker does."""
+    """Fake worker: returns the stats bodies of the worker, built from dictionaries."""
 
     def __init__(self) -> None:
         self.days: dict[str, dict[str, int]] = defaultdict(dict)
@@ -129,6 +129,7 @@ def matching_pair() -> tuple[BatchSnapshot, FakeLive]:
         "neutral": 1,
         "negative": 0,
     }
+
     snapshot = BatchSnapshot()
     snapshot.daily[D1] = batch_views.daily_document(day(D1), day_values)
     snapshot.user_daily[("alice@x", D1)] = {
@@ -159,6 +160,7 @@ def matching_pair() -> tuple[BatchSnapshot, FakeLive]:
         "view_ms": 1500,
         "views": 2,
     }
+
     live = FakeLive()
     live.days[D1] = dict(day_values)
     live.user_days[("alice@x", D1)] = {"messages": 2, "likes_received": 3}
@@ -167,6 +169,7 @@ def matching_pair() -> tuple[BatchSnapshot, FakeLive]:
     live.message_likes[M1] = 2
     live.message_like_days[(M1, D1)] = 3
     live.message_views[M1] = {"view_ms": 1500, "views": 2}
+
     return snapshot, live
 
 

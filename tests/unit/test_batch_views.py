@@ -112,6 +112,8 @@ def test_chunked_splits_documents() -> None:
 def test_to_spark_path_maps_s3_to_s3a(tmp_path: Path) -> None:
     assert to_spark_path("s3://bucket/events") == "s3a://bucket/events"
     assert to_spark_path("s3a://bucket/events") == "s3a://bucket/events"
+    assert to_spark_path("s3://bucket/events", "s3") == "s3://bucket/events"
+    assert to_spark_path("s3://bucket", "s3a") == "s3a://bucket"
     assert to_spark_path(str(tmp_path / "x")) == str(tmp_path / "x")
     assert to_spark_path(f"file://{tmp_path}") == str(tmp_path)
 
