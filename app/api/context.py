@@ -1,4 +1,4 @@
-"""What the API's handlers use: settings, the feed store, Kafka and the clock.
+"""Dependencies of the API's handlers: settings, the feed store, Kafka, the clock.
 
 :func:`app.api.routes.register_api` builds one :class:`ApiContext` from the
 pipeline and stores it in the aiohttp application under :data:`API_CONTEXT`,
@@ -26,9 +26,9 @@ from app.store import Page
 
 logger = logging.getLogger(__name__)
 
-# How long a write waits for the broker's acknowledgement before answering 503.
+# Seconds a write waits for the broker's acknowledgement before it fails with 503.
 PUBLISH_TIMEOUT_S = 15.0
-# How long each dependency of GET /health may take to answer.
+# Seconds each dependency of GET /health may take to respond.
 HEALTH_TIMEOUT_S = 5.0
 
 
@@ -47,7 +47,7 @@ class FeedReader(Protocol):
 
 
 class KafkaProbe:
-    """Checks that the Kafka cluster answers, through an admin client.
+    """Health check of the Kafka cluster, through an admin client.
 
     The client connects on the first check and reconnects after a failure.
     A failure is logged when the state changes, not on every check.
@@ -102,7 +102,7 @@ class ApiContext:
     async def publish(self, events: Sequence[Event]) -> None:
         """Write ``events`` and wait until the broker acknowledged every one.
 
-        Raises ApiError 503 when Kafka fails or does not answer within
+        Raises ApiError 503 when Kafka fails or does not respond within
         ``PUBLISH_TIMEOUT_S``. Some events of a batch may be written already
         in that case, and a timed-out event may still be written later.
         """

@@ -1,7 +1,7 @@
 """Parsing of request bodies, query strings, path segments and bearer tokens.
 
 Every function raises :class:`ApiError` naming the offending input, so a
-handler never sees a value that it would have to check again.
+handler never receives a value that it would have to check again.
 """
 
 from __future__ import annotations

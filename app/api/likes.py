@@ -1,9 +1,9 @@
 """Handlers of ``/messages/{message_id}/likes``: like and unlike by the token's user.
 
 Both are idempotent: the like agent keeps one state per (message, user)
-pair, so a second like or an unlike without a like changes nothing. The
-answer 202 means Kafka acknowledged the event; the message's ``like_count``
-in MongoDB changes when the like agent has applied it.
+pair, so a second like or an unlike without a like changes nothing. A 202
+response means that Kafka acknowledged the event. The message's
+``like_count`` in MongoDB changes when the like agent has applied it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from app.events import EventType, format_micros, make_event, uuid7_millis
 
 # A message id whose UUIDv7 time is at most this far from now may belong to
 # a message that Kafka acknowledged but the message agent has not yet written
-# to MongoDB, so a like of it waits for the message before answering 404.
+# to MongoDB, so a like of it waits for the message before it fails with 404.
 RECENT_MESSAGE_S = 60.0
 MESSAGE_WAIT_S = 10.0
 FIRST_POLL_S = 0.05

@@ -1,9 +1,9 @@
 """Handlers of ``/messages`` and ``/users/{user}/messages``: post and read the feed.
 
-A posted message is answered from the event itself once Kafka acknowledged
-it, so its ``sentiment`` is ``null`` and its ``like_count`` 0. The message
-agent then scores it and writes it to MongoDB, where the reads find it,
-normally within a second.
+The response to a posted message is built from the event once Kafka
+acknowledged it, so its ``sentiment`` is ``null`` and its ``like_count`` 0.
+The message agent then scores it and writes it to MongoDB, where the reads
+find it, normally within a second.
 """
 
 from __future__ import annotations

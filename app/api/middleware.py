@@ -1,4 +1,4 @@
-"""The middleware that answers every failed request with the JSON error body.
+"""Middleware that turns every failed request into the JSON error body.
 
 It applies to every route of the worker's web server, the stats views and
 Faust's built-in routes included, so no error reaches the client as HTML or
@@ -22,7 +22,7 @@ from app.metrics import counters
 logger = logging.getLogger(__name__)
 
 API_ERRORS = "socialstream_api_errors_total"
-counters.describe(API_ERRORS, "HTTP requests that the API answered with an error.")
+counters.describe(API_ERRORS, "HTTP requests that failed with an error response.")
 
 
 @web.middleware
@@ -60,7 +60,7 @@ def _rejected(
 ) -> web.Response:
     counters.inc(API_ERRORS, status=str(status))
     # Client errors are the caller's to fix, so they stay below INFO.
-    logger.debug("%s %s answered %d: %s: %s",
+    logger.debug("%s %s rejected with %d: %s: %s",
                  request.method, request.path, status, field, message)
     return error_response(status, field, message, headers)
 

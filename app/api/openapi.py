@@ -168,7 +168,7 @@ SCHEMAS: dict[str, Schema] = {
         "sentiment": {
             "oneOf": [ref("Sentiment"), {"type": "null"}],
             "description": (
-                "null in the answer to POST /messages, because the message agent "
+                "null in the response to POST /messages, because the message agent "
                 "scores the message after Kafka acknowledged it; always set in reads."
             ),
         },
@@ -274,7 +274,7 @@ ERROR_DESCRIPTIONS = {
     404: "Not found.",
     413: "Request body over 1 MiB.",
     415: "Content-Type is not application/json.",
-    503: "Kafka or MongoDB did not answer; retry later.",
+    503: "Kafka or MongoDB failed or did not respond; retry later.",
 }
 
 
@@ -297,7 +297,7 @@ def api_paths() -> dict[str, Any]:
             "post": {
                 "tags": ["messages"], "summary": "Post a message as the token's user",
                 "description": (
-                    "Answers 201 once Kafka acknowledged the MessagePosted event. "
+                    "Responds 201 once Kafka acknowledged the MessagePosted event. "
                     "The message appears in the reads when the message agent has "
                     "written it to MongoDB, normally within a second."
                 ),
@@ -344,7 +344,7 @@ def api_paths() -> dict[str, Any]:
                 "description": (
                     f"Takes 1 to {MAX_VIEWS} views. One invalid view rejects the "
                     "whole request, and its field names the view's index, such as "
-                    "views[3].duration_ms. Answers 202 once Kafka acknowledged every "
+                    "views[3].duration_ms. Responds 202 once Kafka acknowledged every "
                     "ViewRecorded event; their occurred_at is the arrival time."
                 ),
                 "security": BEARER,
@@ -358,8 +358,8 @@ def api_paths() -> dict[str, Any]:
             "get": {
                 "tags": ["operations"], "summary": "Check Kafka and MongoDB",
                 "responses": {
-                    **ok("Both answer.", ref("Health")),
-                    "503": {"description": "Kafka or MongoDB does not answer.",
+                    **ok("Both respond.", ref("Health")),
+                    "503": {"description": "Kafka or MongoDB does not respond.",
                             "content": json_content(ref("Health"))},
                 },
             },
@@ -388,11 +388,11 @@ def like_operation(summary: str, state: str) -> dict[str, Any]:
         "tags": ["likes"], "summary": summary,
         "description": (
             f"Idempotent: the pair ends up {state!r} however often it is sent. "
-            "Answers 202 once Kafka acknowledged the event; the like agent "
+            "Responds 202 once Kafka acknowledged the event; the like agent "
             "updates like_count afterwards. For a message id whose UUIDv7 time "
             f"is within {RECENT_MESSAGE_S:.0f} s of now, the server waits up to "
             f"{MESSAGE_WAIT_S:.0f} s for the message to reach MongoDB before it "
-            "answers 404."
+            "responds 404."
         ),
         "security": BEARER,
         "parameters": params("message_id"),
@@ -494,7 +494,7 @@ def build_openapi() -> dict[str, Any]:
             "description": (
                 "Messages, likes and views written through Kafka, the feed read "
                 "from MongoDB, and figures read from the live Faust tables. Every "
-                "error answers with the Error schema."
+                "error response has the Error schema."
             ),
         },
         "tags": [

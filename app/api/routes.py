@@ -65,7 +65,7 @@ async def _api_lifetime(web_app: web.Application) -> AsyncIterator[None]:
     context = web_app[API_CONTEXT]
     settings = context.settings
     if not settings.jwt_secret:
-        logger.error("SOCIALSTREAM_JWT_SECRET is not set, so every write answers 503")
+        logger.error("SOCIALSTREAM_JWT_SECRET is not set, so every write fails")
     logger.info("HTTP API started at %s with %d routes", settings.api_url, len(ROUTES))
     yield
     if context.close is not None:

@@ -20,7 +20,7 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 async def get_health(request: web.Request) -> web.Response:
-    """Answer 200 when Kafka and MongoDB both answer, else 503 naming which failed."""
+    """Respond 200 when Kafka and MongoDB both respond, else 503 naming which failed."""
     context = request.app[API_CONTEXT]
     kafka, mongodb = await asyncio.gather(
         context.kafka_ping(), _ping_mongodb(request)

@@ -1,7 +1,7 @@
 """Fixtures that run real workers (``python -m app.cli worker``) on the local stack.
 
 Each deployment gets its own topic prefix, Faust application id, MongoDB
-database and state folder, so a test run never sees another run's events,
+database and state folder, so a test run never reads another run's events,
 and its web server listens on a free port from 6100 to 6199.
 
 ``running_worker``
@@ -21,7 +21,7 @@ and its web server listens on a free port from 6100 to 6199.
     port and state folder). ``env`` overrides environment variables, such as
     ``{"SOCIALSTREAM_TOPIC_PARTITIONS": "2"}``.
 
-A worker is ready when ``GET /health`` answers 200 and Faust's ``/router/``
+A worker is ready when ``GET /health`` returns 200 and Faust's ``/router/``
 shows table partitions assigned in the worker's consumer group. When a
 worker does not get ready within ``timeout_s`` (90 s by default) or exits,
 the fixture fails the test with the tail of the worker's log.
@@ -114,12 +114,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def free_port(taken: set[int]) -> int:
+def free_port(in_use: set[int]) -> int:
     """Return a port from PORTS that nothing listens on; start at a random one."""
     offset = uuid.uuid4().int % len(PORTS)
     for index in range(len(PORTS)):
         port = PORTS[(offset + index) % len(PORTS)]
-        if port in taken:
+        if port in in_use:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             try:
@@ -165,7 +165,7 @@ def wait_ready(worker: Worker, timeout_s: float) -> str | None:
         if healthy and partitions_assigned(worker):
             return None
         time.sleep(0.5)
-    state = "/health answers 200" if healthy else "/health does not answer 200"
+    state = "/health returns 200" if healthy else "/health does not return 200"
     return f"not ready within {timeout_s:.0f} s ({state})"
 
 
@@ -235,8 +235,8 @@ def worker_factory(
         worker_env.update(env or {})
         worker_env["SOCIALSTREAM_STATE_DIR"] = str(state_dir)
         log_path = state_dir / "worker.log"
-        taken = {worker.settings.api_port for worker in workers}
-        worker_env["SOCIALSTREAM_API_PORT"] = str(free_port(taken))
+        in_use = {worker.settings.api_port for worker in workers}
+        worker_env["SOCIALSTREAM_API_PORT"] = str(free_port(in_use))
         settings = Settings.from_env(worker_env)
         deployments.setdefault(settings.app_id, settings)
         if join is None:

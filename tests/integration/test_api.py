@@ -92,12 +92,14 @@ class Api:
         await eventually(settled, f"like_count {expected} of {message_id}")
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], description: str) -> None:
     """Poll ``check`` until it returns True, failing after SETTLE_TIMEOUT_S."""
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
     while not await check():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {SETTLE_TIMEOUT_S:.0f} s waiting for {what}")
+            pytest.fail(
+                f"timed out after {SETTLE_TIMEOUT_S:.0f} s waiting for {description}"
+            )
         await asyncio.sleep(POLL_S)
 
 

@@ -276,6 +276,8 @@ async def test_malformed_record_dead_lettered(deployment: Deployment) -> None:
     [letter] = await dead_letters(deployment.worker, 1,
                                   {"topic": topic, "partition": 1,
                                    "offset": written.offset})
+    assert set(letter) == {"error", "field", "topic", "partition", "offset", "key",
+                           "value", "value_base64", "rejected_at_ms", "_key"}
     assert letter["field"] == "$"
     assert letter["error"].startswith("is not valid UTF-8 JSON")
     assert letter["value"] == raw.decode()
