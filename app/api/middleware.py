@@ -1,10 +1,14 @@
 """Middleware that turns every failed request into the JSON error body.
 
 It applies to every route of the worker's web server, the stats views and
-Faust's built-in routes included, so no error reaches the client as HTML or
-plain text: :class:`ApiError` and :class:`InvalidEvent` keep their status
-and field, aiohttp's HTTP errors (404, 405, 413) keep their status, and any
-other exception becomes a 500 whose traceback is logged with an error id.
+Faust's built-in routes included. :class:`ApiError` and
+:class:`InvalidEvent` keep their status and field, aiohttp's HTTP errors
+(404, 405, 413) keep their status, and any other exception becomes a 500
+whose traceback is logged with an error id.
+
+NOTE: a request that aiohttp cannot parse as HTTP, such as one with a
+malformed chunked body, gets aiohttp's plain-text 400 before any
+middleware runs.
 """
 
 from __future__ import annotations

@@ -55,6 +55,7 @@ PORTS = range(6100, 6200)
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 LOG_TAIL_LINES = 60
+PORT_ATTEMPTS = 3
 
 
 @dataclass
@@ -204,6 +205,41 @@ def delete_deployment(settings: Settings) -> None:
         client.close()
 
 
+def deployment_env(
+    base: Settings, join: Worker | None, env: Mapping[str, str] | None
+) -> dict[str, str]:
+    """Return the environment of a new deployment's worker, or one joining ``join``."""
+    worker_env = {**os.environ, **settings_env(base)}
+    if join is None:
+        name = f"t{uuid.uuid4().hex[:10]}"
+        worker_env.update({
+            "SOCIALSTREAM_TOPIC_PREFIX": f"{name}-",
+            "SOCIALSTREAM_APP_ID": name,
+            "SOCIALSTREAM_MONGO_DB": name,
+        })
+    else:
+        worker_env.update(settings_env(join.settings))
+    worker_env.update(env or {})
+    return worker_env
+
+
+def launch(worker_env: Mapping[str, str], log_path: Path) -> Worker:
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker"],
+            cwd=PROJECT_ROOT, env=dict(worker_env), stdout=log,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+    return Worker(Settings.from_env(worker_env), process, log_path)
+
+
+def lost_port_race(worker: Worker) -> bool:
+    """Return whether the worker exited because another process took its port."""
+    return worker.process.poll() is not None and "address already in use" in (
+        worker.log_tail()
+    )
+
+
 @pytest.fixture(scope="session")
 def worker_factory(
     tmp_path_factory: pytest.TempPathFactory,
@@ -222,43 +258,31 @@ def worker_factory(
         timeout_s: float = READY_TIMEOUT_S,
     ) -> Worker:
         state_dir = tmp_path_factory.mktemp("worker")
-        worker_env = {**os.environ, **settings_env(base)}
-        if join is None:
-            name = f"t{uuid.uuid4().hex[:10]}"
-            worker_env.update({
-                "SOCIALSTREAM_TOPIC_PREFIX": f"{name}-",
-                "SOCIALSTREAM_APP_ID": name,
-                "SOCIALSTREAM_MONGO_DB": name,
-            })
-        else:
-            worker_env.update(settings_env(join.settings))
-        worker_env.update(env or {})
-        worker_env["SOCIALSTREAM_STATE_DIR"] = str(state_dir)
         log_path = state_dir / "worker.log"
-        in_use = {worker.settings.api_port for worker in workers}
-        worker_env["SOCIALSTREAM_API_PORT"] = str(free_port(in_use))
+        worker_env = deployment_env(base, join, env)
+        worker_env["SOCIALSTREAM_STATE_DIR"] = str(state_dir)
         settings = Settings.from_env(worker_env)
         deployments.setdefault(settings.app_id, settings)
         if join is None:
             run_topics_command(worker_env, log_path)
 
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "worker"],
-                cwd=PROJECT_ROOT, env=worker_env, stdout=log,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
-        worker = Worker(settings, process, log_path)
-        workers.append(worker)
-        failure = wait_ready(worker, timeout_s)
-        if failure is not None:
-            worker.stop()
-            pytest.fail(
-                f"worker pid {worker.pid} at {worker.url} {failure}; last lines of "
-                f"{log_path}:\n{worker.log_tail()}",
-                pytrace=False,
-            )
-        return worker
+        # Another process may bind the free port first, so retry on a new one.
+        for _ in range(PORT_ATTEMPTS):
+            in_use = {worker.settings.api_port for worker in workers}
+            worker_env["SOCIALSTREAM_API_PORT"] = str(free_port(in_use))
+            worker = launch(worker_env, log_path)
+            workers.append(worker)
+            failure = wait_ready(worker, timeout_s)
+            if failure is None:
+                return worker
+            if not lost_port_race(worker):
+                break
+        worker.stop()
+        pytest.fail(
+            f"worker pid {worker.pid} at {worker.url} {failure}; last lines of "
+            f"{log_path}:\n{worker.log_tail()}",
+            pytrace=False,
+        )
 
     yield start
 
