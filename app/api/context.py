@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from faust.exceptions import ProducerSendError
 from pymongo.errors import PyMongoError
 
 from app.api.errors import ApiError
@@ -116,18 +117,21 @@ class ApiContext:
                 f"Kafka did not acknowledge the write within {PUBLISH_TIMEOUT_S:.0f} s;"
                 " it may still be applied, so check before you retry",
             ) from None
-        except KafkaError as error:
+        # Faust wraps a KafkaError of the send itself in ProducerSendError.
+        except (KafkaError, ProducerSendError) as error:
             _log_publish_failure(events, repr(error))
             raise ApiError(
                 503, None, f"writing to Kafka failed ({error}); retry later"
             ) from None
 
-    async def read(self, action: Callable[[], Awaitable[Any]], what: str) -> Any:
+    async def read(
+        self, action: Callable[[], Awaitable[Any]], description: str
+    ) -> Any:
         """Run a MongoDB read and turn a driver failure into ApiError 503."""
         try:
             return await action()
         except PyMongoError as error:
-            logger.warning("MongoDB read failed for %s: %r", what, error)
+            logger.warning("MongoDB read failed for %s: %r", description, error)
             raise ApiError(
                 503, None, "MongoDB is not available; retry later"
             ) from None

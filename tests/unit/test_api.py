@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -20,11 +21,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka.errors import KafkaTimeoutError
+from faust.exceptions import ProducerSendError
 from pymongo.errors import ServerSelectionTimeoutError
 
 import app.api.context as context_module
 import app.api.likes as likes_module
-from app.api.context import ApiContext
+from app.api.context import ApiContext, KafkaProbe
 from app.api.inputs import MAX_BODY_BYTES
 from app.api.routes import install_api
 from app.events import (
@@ -705,8 +707,11 @@ async def test_mongodb_failure_unavailable(api: Harness) -> None:
         assert error["message"] == "MongoDB is not available; retry later"
 
 
-async def test_kafka_failure_unavailable(api: Harness) -> None:
-    api.kafka.failure = KafkaTimeoutError()
+@pytest.mark.parametrize(
+    "failure", [KafkaTimeoutError(), ProducerSendError("Error while sending")]
+)
+async def test_kafka_failure_unavailable(api: Harness, failure: Exception) -> None:
+    api.kafka.failure = failure
     error = await error_of(await api.post("/messages", {"body": "x"}), 503)
     assert error["message"].startswith("writing to Kafka failed")
 
@@ -786,3 +791,14 @@ async def test_openapi_served(api: Harness) -> None:
     document = await response.json()
     assert document["openapi"] == "3.1.0"
     assert "/messages/{message_id}/likes" in document["paths"]
+
+
+async def test_kafka_probe_unreachable_broker() -> None:
+    # A port bound here without listen() refuses connections.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        probe = KafkaProbe(f"127.0.0.1:{port}")
+        assert await probe.ping() is False
+        assert await probe.ping() is False
+        await probe.close()

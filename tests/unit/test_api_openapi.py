@@ -34,7 +34,7 @@ def served_routes(tmp_path_factory: pytest.TempPathFactory) -> set[tuple[str, st
     web_app: web.Application = faust_web.web_app  # type: ignore[attr-defined]
     routes = set()
     for route in web_app.router.routes():
-        if route.method == "HEAD":
+        if route.method == "HEAD" or route.resource is None:
             continue
         routes.add((route.method, route.resource.canonical))
     return routes
