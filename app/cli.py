@@ -162,7 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("error: SOCIALSTREAM_JWT_SECRET is not set; run 'make stack-up' "
                   "to generate one", file=sys.stderr)
             return 2
-        print(mint_token(settings, args.user, ttl_s=args.ttl))
+        try:
+            print(mint_token(settings, args.user, ttl_s=args.ttl))
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     return 0
 
 
