@@ -69,7 +69,7 @@ class KafkaProbe:
             await self.close()
             return False
         if not self._healthy:
-            logger.info("Kafka health check passes again")
+            logger.info("Kafka health check succeeded after failing")
         self._healthy = True
         return True
 
