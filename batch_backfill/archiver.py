@@ -124,7 +124,11 @@ class Archiver:
             self.settings.archive_flush_rows,
             self.settings.archive_flush_seconds,
         )
-        await self.consumer.start()
+        try:
+            await self.consumer.start()
+        except KafkaError:
+            await self.consumer.stop()
+            raise
         self.consumer.subscribe(
             topics=list(self.topics), listener=_RebalanceListener(self)
         )

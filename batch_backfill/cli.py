@@ -97,16 +97,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def command_archive(settings: Settings, args: argparse.Namespace) -> int:
+    from aiokafka.errors import KafkaError
+
     from batch_backfill.archiver import archive_until_caught_up
 
-    if args.until_caught_up:
-        try:
+    try:
+        if args.until_caught_up:
             summary = asyncio.run(archive_until_caught_up(settings, args.timeout))
-        except (TimeoutError, RuntimeError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
-    else:
-        summary = asyncio.run(_archive_until_signal(settings))
+        else:
+            summary = asyncio.run(_archive_until_signal(settings))
+    except KafkaError as error:
+        print(
+            f"error: Kafka at {settings.kafka_bootstrap} failed: {error!r}",
+            file=sys.stderr,
+        )
+        return 1
+    except (TimeoutError, RuntimeError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(
         f"archived {summary.rows} records ({summary.invalid_rows} invalid) "
         f"in {len(summary.files)} files under {settings.archive_url}"
@@ -157,6 +165,8 @@ def command_reconcile(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def command_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from aiokafka.errors import KafkaError
+
     from batch_backfill.reader import ArchiveNotFound
     from batch_backfill.replay import ReplayError, replay_archive
 
@@ -164,6 +174,12 @@ def command_replay(settings: Settings, args: argparse.Namespace) -> int:
         summary = asyncio.run(replay_archive(settings, args.to_prefix))
     except (ReplayError, ArchiveNotFound) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KafkaError as error:
+        print(
+            f"error: Kafka at {settings.kafka_bootstrap} failed: {error!r}",
+            file=sys.stderr,
+        )
         return 1
     for topic, count in summary.sent.items():
         print(f"{topic}: {count} events")

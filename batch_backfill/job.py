@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pymongo import MongoClient
 from pymongo.database import Database
@@ -251,6 +252,16 @@ def backfill_from_arguments(
     environ = os.environ
     from_day = parse_day(args.from_date, "--from")
     to_day = parse_day(args.to_date, "--to")
+    if to_day < from_day:
+        raise ValueError("--to must not be before --from")
+    if (
+        not settings.archive_is_s3
+        and not Path(to_spark_path(settings.archive_url)).is_dir()
+    ):
+        raise ValueError(
+            f"archive folder {settings.archive_url} does not exist; set "
+            "SOCIALSTREAM_ARCHIVE_URL or run the archiver first"
+        )
     extra = parse_conf(args.conf)
     if launched_by_spark_submit(environ):
         # spark-submit's --master, --jars and --driver-memory apply.
@@ -297,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_backfill_command(settings: Settings, args: argparse.Namespace) -> int:
     """Run the backfill for the command line; return the exit code."""
+    # py4j logs every gateway connection at INFO.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     try:
         summary = backfill_from_arguments(settings, args)
     except (InvalidEvent, ValueError) as error:
