@@ -77,6 +77,11 @@ def create_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         producer_linger_ms=1,
         web_enabled=True,
+        # Faust's /table/ views would serve raw table contents, such as who
+        # liked what, without a token; /router/ (ownership) stays on.
+        web_tables_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
         web_bind=settings.api_host,
         web_host=settings.api_host,
         web_port=settings.api_port,

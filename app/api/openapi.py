@@ -478,10 +478,6 @@ def faust_paths() -> dict[str, Any]:
                                  "name"),
         "/router/{name}/{key}/": route("Which worker owns a table key", "name",
                                        "key"),
-        "/table/": route("The tables of this app"),
-        "/table/{name}/": route("One table's description", "name"),
-        "/table/{name}/{key}/": route("One table value, read from its owner",
-                                      "name", "key"),
     }
 
 
