@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -30,13 +29,9 @@ from app.logs import configure_logging
 from app.settings import Settings, SettingsError
 from batch_backfill import aggregates, batch_views
 from batch_backfill.aggregates import ACCEPTED, Figures
-from batch_backfill.spark_session import (
+from batch_backfill.spark import (
     build_session,
     configure_existing_session,
-    default_tools_dir,
-    launched_by_spark_submit,
-    s3a_jars,
-    session_conf,
     to_spark_path,
 )
 
@@ -245,48 +240,31 @@ def parse_conf(pairs: Sequence[str]) -> dict[str, str]:
     return conf
 
 
-def backfill_from_arguments(
-    settings: Settings, args: argparse.Namespace
+def backfill(
+    settings: Settings,
+    from_day: int,
+    to_day: int,
+    *,
+    master: str | None = None,
+    s3_scheme: str = "s3a",
+    extra_conf: dict[str, str] | None = None,
 ) -> BackfillSummary:
-    """Start a Spark session for the parsed arguments and run the backfill."""
-    environ = os.environ
-    from_day = parse_day(args.from_date, "--from")
-    to_day = parse_day(args.to_date, "--to")
+    """Start a Spark session, recompute the batch views of the days and stop it.
+
+    Raises ValueError for an empty range or a missing local archive folder,
+    before Spark starts.
+    """
     if to_day < from_day:
-        raise ValueError("--to must not be before --from")
-    if (
-        not settings.archive_is_s3
-        and not Path(to_spark_path(settings.archive_url)).is_dir()
-    ):
+        raise ValueError("the last day (--to) must not be before the first (--from)")
+    archive = to_spark_path(settings.archive_url, s3_scheme)
+    if not settings.archive_is_s3 and not Path(archive).is_dir():
         raise ValueError(
             f"archive folder {settings.archive_url} does not exist; set "
             "SOCIALSTREAM_ARCHIVE_URL or run the archiver first"
         )
-    extra = parse_conf(args.conf)
-    if launched_by_spark_submit(environ):
-        # spark-submit's --master, --jars and --driver-memory apply.
-        conf = session_conf(settings, master=args.master, extra=extra)
-    else:
-        # pyspark starts its Python workers with $PYSPARK_PYTHON, else with
-        # "python3", which need not have this environment's packages.
-        environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        jars = s3a_jars(default_tools_dir(environ)) if settings.archive_is_s3 else []
-        if settings.archive_is_s3 and not jars:
-            logger.warning(
-                "no hadoop-aws jars under %s; run 'scripts/stack.py install' "
-                "or reading s3a:// will fail",
-                default_tools_dir(environ),
-            )
-        conf = session_conf(
-            settings,
-            master=args.master or settings.spark_master,
-            jars=jars,
-            extra=extra,
-        )
-    spark = build_session(conf)
-    spark.sparkContext.setLogLevel("WARN")
+    spark = build_session(settings, master=master, extra=extra_conf)
     try:
-        return run_backfill(settings, from_day, to_day, spark, args.s3_scheme)
+        return run_backfill(settings, from_day, to_day, spark, s3_scheme)
     finally:
         spark.stop()
 
@@ -311,7 +289,14 @@ def run_backfill_command(settings: Settings, args: argparse.Namespace) -> int:
     # py4j logs every gateway connection at INFO.
     logging.getLogger("py4j").setLevel(logging.WARNING)
     try:
-        summary = backfill_from_arguments(settings, args)
+        summary = backfill(
+            settings,
+            parse_day(args.from_date, "--from"),
+            parse_day(args.to_date, "--to"),
+            master=args.master,
+            s3_scheme=args.s3_scheme,
+            extra_conf=parse_conf(args.conf),
+        )
     except (InvalidEvent, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlparse
@@ -10,10 +13,12 @@ from pyspark.sql import SparkSession
 
 from app.settings import Settings
 
+logger = logging.getLogger(__name__)
+
 # The hadoop-aws version must match the Hadoop client inside pyspark 4.0.
 S3A_VERSION = "3.4.1"
+DEFAULT_APP_NAME = "socialstream-backfill"
 DEFAULT_CONF = {
-    "spark.app.name": "socialstream-backfill",
     "spark.driver.memory": "1g",
     "spark.executor.memory": "1g",
     "spark.sql.session.timeZone": "UTC",
@@ -94,30 +99,75 @@ def session_conf(
     *,
     master: str | None,
     jars: Sequence[str] = (),
+    app_name: str = DEFAULT_APP_NAME,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Return the Spark configuration of a backfill session.
+    """Return the Spark configuration of a session, with the s3a options.
 
     ``master`` and ``jars`` are set only when given: under spark-submit they
     come from its command line, and setting them here would override it.
     """
-    conf = dict(DEFAULT_CONF)
+    conf = {**DEFAULT_CONF, "spark.app.name": app_name}
     if master:
         conf["spark.master"] = master
     if jars:
         conf["spark.jars"] = ",".join(jars)
-    if settings.archive_is_s3:
-        for key, value in s3a_options(settings).items():
-            conf[f"spark.hadoop.{key}"] = value
+    for key, value in s3a_options(settings).items():
+        conf[f"spark.hadoop.{key}"] = value
     conf.update(extra or {})
     return conf
 
 
-def build_session(conf: Mapping[str, str]) -> SparkSession:
+def build_session(
+    settings: Settings,
+    *,
+    app_name: str = DEFAULT_APP_NAME,
+    master: str | None = None,
+    extra: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> SparkSession:
+    """Start a Spark session that can read s3a:// with the configured S3 settings.
+
+    Without spark-submit, the session runs on ``master`` (default
+    ``settings.spark_master``) with the hadoop-aws jars that
+    ``scripts/stack.py install`` put in the tools folder, and
+    ``PYSPARK_PYTHON`` is set to this interpreter when unset. Under
+    spark-submit, its command line sets the master, the jars and the driver
+    memory. ``environ`` defaults to ``os.environ``.
+    """
+    environ = os.environ if environ is None else environ
+    if launched_by_spark_submit(environ):
+        conf = session_conf(settings, master=master, app_name=app_name, extra=extra)
+        return start_session(conf)
+    # pyspark starts its Python workers with $PYSPARK_PYTHON, else with
+    # "python3", which need not have this environment's packages.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    tools_dir = default_tools_dir(environ)
+    jars = s3a_jars(tools_dir)
+    if not jars:
+        logger.warning(
+            "no hadoop-aws jars under %s, so reading s3a:// will fail; "
+            "run 'scripts/stack.py install'",
+            tools_dir,
+        )
+    conf = session_conf(
+        settings,
+        master=master or settings.spark_master,
+        jars=jars,
+        app_name=app_name,
+        extra=extra,
+    )
+    return start_session(conf)
+
+
+def start_session(conf: Mapping[str, str]) -> SparkSession:
+    """Return the active session, or a new one with ``conf``."""
     builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("WARN")
+    return session
 
 
 def configure_existing_session(spark: SparkSession, settings: Settings) -> None:
@@ -128,6 +178,5 @@ def configure_existing_session(spark: SparkSession, settings: Settings) -> None:
     prefix.
     """
     spark.conf.set("spark.sql.session.timeZone", "UTC")
-    if settings.archive_is_s3:
-        for key, value in s3a_options(settings).items():
-            spark.conf.set(key, value)
+    for key, value in s3a_options(settings).items():
+        spark.conf.set(key, value)

@@ -35,11 +35,11 @@ from batch_backfill import batch_views
 from batch_backfill.job import run_backfill
 from batch_backfill.rows import Row, build_row
 from batch_backfill.sinks import LocalArchiveSink, S3ArchiveSink, write_rows
-from batch_backfill.spark_session import (
-    build_session,
+from batch_backfill.spark import (
     default_tools_dir,
     s3a_jars,
     session_conf,
+    start_session,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
@@ -360,8 +360,7 @@ def spark() -> Iterator[SparkSession]:
             "spark.driver.extraJavaOptions": "-Duser.timezone=Pacific/Kiritimati",
         },
     )
-    session = build_session(conf)
-    session.sparkContext.setLogLevel("WARN")
+    session = start_session(conf)
     yield session
     session.stop()
     if previous is None:

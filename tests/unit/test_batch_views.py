@@ -15,7 +15,7 @@ from batch_backfill import batch_views
 from batch_backfill.job import parse_conf
 from batch_backfill.replay import ReplayError, event_of_row, replay_target, topic_rows
 from batch_backfill.schema import FILE_SCHEMA
-from batch_backfill.spark_session import (
+from batch_backfill.spark import (
     default_tools_dir,
     launched_by_spark_submit,
     s3a_jars,
@@ -150,18 +150,20 @@ def test_session_conf_leaves_master_to_spark_submit() -> None:
     assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:9000"
 
 
-def test_session_conf_local_archive_has_no_s3a(tmp_path: Path) -> None:
+def test_session_conf_sets_jars_and_extra(tmp_path: Path) -> None:
     conf = session_conf(
         settings(archive_url=str(tmp_path)),
         master="local[2]",
         jars=["a.jar", "b.jar"],
+        app_name="check",
         extra={"spark.sql.shuffle.partitions": "2"},
     )
 
     assert conf["spark.master"] == "local[2]"
     assert conf["spark.jars"] == "a.jar,b.jar"
+    assert conf["spark.app.name"] == "check"
     assert conf["spark.sql.shuffle.partitions"] == "2"
-    assert not any(key.startswith("spark.hadoop.fs.s3a") for key in conf)
+    assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"
 
 
 def test_s3a_jars_found_in_tools_dir(tmp_path: Path) -> None:
