@@ -26,12 +26,13 @@ import pytest
 from pymongo import MongoClient
 from pymongo.database import Database
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from app.events import parse_timestamp
 from app.settings import PROJECT_ROOT, Settings
 from app.storage import s3_filesystem
-from batch_backfill import batch_views
+from batch_backfill import aggregates, batch_views
 from batch_backfill.job import run_backfill
 from batch_backfill.rows import Row, build_row
 from batch_backfill.sinks import LocalArchiveSink, S3ArchiveSink, write_rows
@@ -356,7 +357,9 @@ def spark() -> Iterator[SparkSession]:
             "spark.ui.enabled": "false",
             "spark.sql.shuffle.partitions": "4",
             # A zone 14 hours ahead of UTC: a day computed in the JVM's zone
-            # would move the events near midnight.
+            # would move the events near midnight. It applies only when this
+            # session starts the JVM, and test_event_days_ignore_session_zone
+            # covers the session zone whatever the JVM's.
             "spark.driver.extraJavaOptions": "-Duser.timezone=Pacific/Kiritimati",
         },
     )
@@ -433,6 +436,41 @@ def test_backfill_rerun_is_identical(
     for name in COLLECTIONS:
         assert second[name] == first[name], name
         assert third[name] == first[name], name
+
+
+def test_event_days_ignore_session_zone(spark: SparkSession) -> None:
+    rows = [
+        ("MessagePosted", micros(f"{D1}T23:59:59.999999Z"), None, None),
+        ("ViewRecorded", None, micros(f"{D1}T23:59:50Z"), micros(f"{D2}T00:00:30Z")),
+        ("LikeAdded", None, None, micros("1969-12-31T23:59:59.999999Z")),
+    ]
+    frame = spark.createDataFrame(
+        rows, "type string, created long, started long, occurred long"
+    ).selectExpr(
+        "type",
+        "timestamp_micros(created) AS created_at",
+        "timestamp_micros(started) AS started_at",
+        "timestamp_micros(occurred) AS occurred_at",
+    )
+    spark.conf.set("spark.sql.session.timeZone", "Pacific/Kiritimati")
+    try:
+        days = [row["day"] for row in aggregates.with_event_days(frame).collect()]
+        with_view_check = frame.withColumns(
+            {
+                "started_us": F.unix_micros("started_at"),
+                "occurred_us": F.unix_micros("occurred_at"),
+            }
+        ).where(F.col("type") == "ViewRecorded")
+        timing = with_view_check.select(
+            aggregates.view_timing_ok(retention_days=1).alias("ok")
+        ).collect()
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+
+    assert days == [day(D1), day(D1), -1]
+    # Started on D1 and reported on D2 (UTC), so one day of retention rejects
+    # it. In the session zone, UTC+14, both instants fall on D2.
+    assert timing[0]["ok"] is False
 
 
 def test_backfill_writes_empty_days(
