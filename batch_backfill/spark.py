@@ -47,8 +47,8 @@ def to_spark_path(archive_url: str, s3_scheme: str = "s3a") -> str:
 def s3a_options(settings: Settings) -> dict[str, str]:
     """Return the Hadoop s3a options for the configured endpoint and keys.
 
-    Without keys, s3a falls back to its default credential chain (instance
-    profile, environment), which is what EMR uses.
+    Without keys, s3a falls back to its default credential chain, which
+    reads the environment and the instance profile of an EC2 or EMR host.
     """
     options = {
         "fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
