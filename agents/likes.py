@@ -14,13 +14,16 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from faust.types import TP
+
 from agents.batching import (
     DeadLetters,
-    partition_batches,
     RollupDeltas,
     decode_or_none,
+    partition_batches,
     with_retries,
 )
+from agents.messages import MESSAGE_PROGRESS
 from app.events import Event, InvalidEvent
 from app.metrics import APPLIED, DUPLICATES, counters
 from app.pipeline import Pipeline
@@ -32,8 +35,9 @@ logger = logging.getLogger(__name__)
 # NOTE: a pair with more than this many newer events could apply a very old
 # redelivered event again; real pairs have a handful of events.
 RECENT_EVENT_IDS = 32
-# How long a like waits for the message agent to apply its message; the two
-# topics are consumed independently, so a like can overtake its message.
+# The two topics are consumed independently, so a like can overtake its
+# message. A like whose message is missing waits while the message agent
+# still has records of the same partition to read, and at most this long.
 AUTHOR_WAIT_S = 10.0
 AUTHOR_POLL_S = 0.02
 
@@ -121,7 +125,9 @@ async def apply_like_batch(
     if not decoded:
         return
 
-    authors = await _wait_for_authors(pipeline, {e.message_id for _, e in decoded})
+    partition = batch[-1].message.partition
+    wanted = {e.message_id for _, e in decoded}
+    authors = await _wait_for_authors(pipeline, wanted, partition)
     work = _LikeBatch(pipeline)
     work.deltas.add_source(batch[0])
     for record, event in decoded:
@@ -143,12 +149,19 @@ async def apply_like_batch(
     counters.inc(APPLIED, work.applied, topic="likes")
 
 
-async def _wait_for_authors(pipeline: Pipeline, message_ids: set[str]) -> dict[str, str]:
-    """Return the author of each message, waiting a while for missing ones."""
+async def _wait_for_authors(
+    pipeline: Pipeline, message_ids: set[str], partition: int
+) -> dict[str, str]:
+    """Return the author of each message, waiting a while for missing ones.
+
+    The wait ends early once the message agent has read its partition to the
+    end twice in a row: a message missing then was never posted before the like.
+    """
     table = pipeline.tables.message_authors
     authors: dict[str, str] = {}
     missing = set(message_ids)
     deadline = time.monotonic() + AUTHOR_WAIT_S
+    caught_up_checks = 0
     while True:
         for message_id in list(missing):
             entry = table.get(message_id)
@@ -157,4 +170,21 @@ async def _wait_for_authors(pipeline: Pipeline, message_ids: set[str]) -> dict[s
                 missing.discard(message_id)
         if not missing or time.monotonic() >= deadline:
             return authors
+        caught_up_checks = caught_up_checks + 1 if _messages_caught_up(
+            pipeline, partition) else 0
+        if caught_up_checks >= 2:
+            return authors
         await asyncio.sleep(AUTHOR_POLL_S)
+
+
+def _messages_caught_up(pipeline: Pipeline, partition: int) -> bool:
+    """Return whether the message agent has read ``partition`` to its end."""
+    consumer = getattr(pipeline.app, "consumer", None)
+    if consumer is None:
+        return False
+    topic = pipeline.topics.messages.get_topic_name()
+    highwater = consumer.highwater(TP(topic, partition))
+    if highwater is None or highwater < 0:
+        return False
+    seen = pipeline.extras.get(MESSAGE_PROGRESS, {}).get(partition, -1)
+    return bool(seen + 1 >= highwater)

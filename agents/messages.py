@@ -7,9 +7,9 @@ from typing import Any
 
 from agents.batching import (
     DeadLetters,
-    partition_batches,
     RollupDeltas,
     decode_or_none,
+    partition_batches,
     with_retries,
 )
 from app.events import Event, InvalidEvent
@@ -19,6 +19,10 @@ from app.sentiment import score
 from app.store import MessageDocument
 
 logger = logging.getLogger(__name__)
+
+# Key in Pipeline.extras of {partition: offset of the last message record seen},
+# which tells the like agent whether a missing message can still arrive.
+MESSAGE_PROGRESS = "message_progress"
 
 
 def register_message_agent(pipeline: Pipeline) -> None:
@@ -39,6 +43,9 @@ async def apply_message_batch(
     documents: list[MessageDocument] = []
     deltas = RollupDeltas()
     deltas.add_source(batch[0])
+
+    progress = pipeline.extras.setdefault(MESSAGE_PROGRESS, {})
+    progress[batch[-1].message.partition] = batch[-1].message.offset
 
     for record in batch:
         event, error = decode_or_none(record, "messages")

@@ -7,9 +7,9 @@ from typing import Any
 
 from agents.batching import (
     DeadLetters,
-    partition_batches,
     RollupDeltas,
     decode_or_none,
+    partition_batches,
 )
 from app.events import InvalidEvent, check_view_timing
 from app.metrics import APPLIED, DUPLICATES, counters

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -114,6 +115,27 @@ def start_background_worker(settings: Settings, service: str = "worker") -> int:
         f"error: {service} did not answer {settings.api_url}/health within "
         f"{WORKER_START_TIMEOUT_S:.0f} s; read {log_path}"
     )
+
+
+def stop_background_worker(settings: Settings, service: str = "worker") -> bool:
+    """Stop the worker started by :func:`start_background_worker`, if any.
+
+    Sends SIGTERM to its process group, then SIGKILL after 30 s; returns
+    whether a worker was running.
+    """
+    pid_file = settings.state_dir / "pids" / f"{service}.pid"
+    pid = _running_pid(pid_file)
+    if pid is None:
+        pid_file.unlink(missing_ok=True)
+        return False
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _running_pid(pid_file) is not None:
+        time.sleep(0.2)
+    if _running_pid(pid_file) is not None:
+        os.killpg(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+    return True
 
 
 def _running_pid(pid_file: Path) -> int | None:

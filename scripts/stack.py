@@ -681,6 +681,7 @@ def command_up(settings: Settings, paths: Paths) -> None:
         "minio": start_minio(settings, paths, stack_env),
     }
     results["bucket"] = ensure_bucket(settings)
+    install_s3a(paths)
     for service, state in results.items():
         print(f"{service:10} {state}")
     print(f"stack healthy; logs in {paths.logs}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -79,11 +80,13 @@ def fake_pipeline() -> Any:
         **{name: {} for name in plain},
     )
     topics = SimpleNamespace(
-        dead_letters=FakeTopic(), user_rollup=FakeTopic(), day_rollup=FakeTopic()
+        dead_letters=FakeTopic(), user_rollup=FakeTopic(), day_rollup=FakeTopic(),
+        messages=SimpleNamespace(get_topic_name=lambda: "messages"),
     )
     settings = SimpleNamespace(retention_days=30)
     return SimpleNamespace(tables=tables, topics=topics, store=FakeStore(),
-                           settings=settings)
+                           settings=settings, extras={},
+                           app=SimpleNamespace(consumer=None))
 
 
 class Records:
@@ -222,6 +225,16 @@ async def test_like_of_unknown_message_dead_lettered(
     assert "never posted" in letter["error"]
     assert letter["partition"] == 0
     assert letter["offset"] == 0
+
+
+async def test_unknown_message_fails_fast_when_caught_up() -> None:
+    pipeline = fake_pipeline()
+    await post(pipeline)  # the message agent has now read offset 0 of partition 0
+    pipeline.app.consumer = SimpleNamespace(highwater=lambda tp: 1)
+    started = time.monotonic()
+    await apply_likes(pipeline, [like(new_message_id(), "bob")], Records("likes"))
+    assert time.monotonic() - started < 1.0
+    assert len(pipeline.topics.dead_letters.sent) == 1
 
 
 async def test_views_deduplicated_and_timed() -> None:
