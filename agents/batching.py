@@ -27,6 +27,10 @@ from app.metrics import REJECTED, LagRecorder, applied_lag, counters
 
 logger = logging.getLogger(__name__)
 
+# Key in Pipeline.extras of {partition: offset of the last message record the
+# message agent applied}, which tells the like agent whether a missing message
+# can still arrive.
+MESSAGE_PROGRESS = "message_progress"
 BATCH_MAX = 1000
 BATCH_WITHIN_S = 0.05
 RETRY_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)

@@ -8,23 +8,24 @@ makes a redelivered event, even an old unlike after a newer like, a no-op.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import defaultdict
+from types import SimpleNamespace
 from typing import Any
 
+import orjson
 from faust.types import TP
 
 from agents.batching import (
+    MESSAGE_PROGRESS,
     DeadLetters,
     RollupDeltas,
     decode_or_none,
     partition_batches,
     with_retries,
 )
-from agents.messages import MESSAGE_PROGRESS
-from app.events import Event, InvalidEvent
+from app.events import Event, InvalidEvent, event_from_dict
 from app.metrics import APPLIED, DUPLICATES, counters
 from app.pipeline import Pipeline
 from tables.definitions import read_window, write_window
@@ -36,10 +37,12 @@ logger = logging.getLogger(__name__)
 # redelivered event again; real pairs have a handful of events.
 RECENT_EVENT_IDS = 32
 # The two topics are consumed independently, so a like can overtake its
-# message. A like whose message is missing waits while the message agent
-# still has records of the same partition to read, and at most this long.
-AUTHOR_WAIT_S = 10.0
-AUTHOR_POLL_S = 0.02
+# message. Such a like is parked in the pending-likes table and applied when
+# the message agent applies the message. Waiting in the agent instead would
+# stall the worker's one fetcher, and with it the message agent.
+PENDING_TTL_S = 300.0
+# Key in Pipeline.extras of {partition: {message id: time parked}}.
+PENDING_INDEX = "pending_like_index"
 
 
 def register_like_agent(pipeline: Pipeline) -> None:
@@ -122,66 +125,136 @@ async def apply_like_batch(
             await dead_letters.send(record, error)
             continue
         decoded.append((record, event))
-    if not decoded:
-        return
 
     partition = batch[-1].message.partition
-    wanted = {e.message_id for _, e in decoded}
-    authors = await _wait_for_authors(pipeline, wanted, partition)
+    tables = pipeline.tables
     work = _LikeBatch(pipeline)
     work.deltas.add_source(batch[0])
+    parked: dict[str, list[dict[str, Any]]] = {}
     for record, event in decoded:
-        author = authors.get(event.message_id)
-        if author is None:
-            await dead_letters.send(record, InvalidEvent(
-                "message_id", f"message {event.message_id} was never posted"
-            ))
+        message_id = event.message_id
+        queue = parked.get(message_id) or tables.pending_likes.get(message_id)
+        author = tables.message_authors.get(message_id)
+        # A like waits in the queue of its message while the message is
+        # unknown, and so do the message's later likes, to keep their order.
+        if author is None or queue:
+            parked[message_id] = [*(queue or []), _pending_entry(record, event)]
             continue
-        work.apply(event, author)
+        work.apply(event, author["user"])
 
-    changed = {mid: work.counts[mid] for mid in work.counts}
-    context = f"{len(changed)} messages of partition {batch[-1].message.partition}"
-    await with_retries(
-        lambda: pipeline.store.set_like_counts(changed), "MongoDB like counts", context
-    )
-    work.write_tables()
+    for message_id, queue in parked.items():
+        tables.pending_likes[message_id] = queue
+        _pending_index(pipeline, partition).setdefault(message_id, time.monotonic())
+    await _finish(pipeline, work, f"partition {partition}")
+    await _expire_pending(pipeline, dead_letters, partition)
+
+
+async def apply_pending_likes(pipeline: Pipeline, message_ids: list[str]) -> None:
+    """Apply the parked likes of messages the message agent has just applied.
+
+    Runs inside the message agent's batch, whose partition number is that of
+    the likes, so the like tables' changelog partitions stay the same.
+    """
+    tables = pipeline.tables
+    work = _LikeBatch(pipeline)
+    resolved = []
+    for message_id in message_ids:
+        queue = tables.pending_likes.get(message_id)
+        if not queue:
+            continue
+        author = tables.message_authors[message_id]["user"]
+        for entry in queue:
+            work.apply(event_from_dict(entry["event"]), author)
+        resolved.append(message_id)
+    if not resolved:
+        return
+    # Dropped before the first await, so a like the like agent parks from
+    # now on finds no queue and is applied directly, after these.
+    for message_id in resolved:
+        del tables.pending_likes[message_id]
+        for index in pipeline.extras.get(PENDING_INDEX, {}).values():
+            index.pop(message_id, None)
+    await _finish(pipeline, work, f"{len(resolved)} parked messages")
+
+
+async def _finish(pipeline: Pipeline, work: _LikeBatch, context: str) -> None:
+    """Write the batch's tables, then its like counts to MongoDB and its rollups.
+
+    The tables are written before the first await: the like agent and the
+    message agent (for parked likes) both update like state, and an await
+    between reading and writing it would let one overwrite the other.
+    NOTE: the two agents' MongoDB writes of one message's count can still
+    land out of order; the count in the tables is the authoritative one.
+    """
+    if work.states:
+        work.write_tables()
+        changed = dict(work.counts)
+        await with_retries(
+            lambda: pipeline.store.set_like_counts(changed), "MongoDB like counts",
+            context,
+        )
     await work.deltas.send(pipeline.topics.user_rollup, pipeline.topics.day_rollup)
     counters.inc(APPLIED, work.applied, topic="likes")
 
 
-async def _wait_for_authors(
-    pipeline: Pipeline, message_ids: set[str], partition: int
-) -> dict[str, str]:
-    """Return the author of each message, waiting a while for missing ones.
+def _pending_entry(record: Any, event: Event) -> dict[str, Any]:
+    message = record.message
+    return {
+        "event": event.to_dict(),
+        "topic": message.topic,
+        "partition": message.partition,
+        "offset": message.offset,
+        "timestamp": message.timestamp,
+    }
 
-    The wait ends early once the message agent has read its partition to the
-    end twice in a row: a message missing then was never posted before the like.
+
+def _pending_index(pipeline: Pipeline, partition: int) -> dict[str, float]:
+    """Return {message id: monotonic time parked} of this worker's partition."""
+    indexes: dict[int, dict[str, float]] = pipeline.extras.setdefault(PENDING_INDEX, {})
+    return indexes.setdefault(partition, {})
+
+
+async def _expire_pending(
+    pipeline: Pipeline, dead_letters: DeadLetters, partition: int
+) -> None:
+    """Dead-letter parked likes whose message did not arrive in time.
+
+    A queue expires once it is older than ``PENDING_TTL_S`` and the message
+    agent has read the partition to its end, so a like is not rejected while
+    its message may still be in the backlog.
+    NOTE: the index of parked queues lives in memory; queues recovered from
+    the changelog after a restart wait until their message arrives.
     """
-    table = pipeline.tables.message_authors
-    authors: dict[str, str] = {}
-    missing = set(message_ids)
-    deadline = time.monotonic() + AUTHOR_WAIT_S
-    caught_up_checks = 0
-    while True:
-        for message_id in list(missing):
-            entry = table.get(message_id)
-            if entry is not None:
-                authors[message_id] = entry["user"]
-                missing.discard(message_id)
-        if not missing or time.monotonic() >= deadline:
-            return authors
-        caught_up_checks = caught_up_checks + 1 if _messages_caught_up(
-            pipeline, partition) else 0
-        if caught_up_checks >= 2:
-            return authors
-        await asyncio.sleep(AUTHOR_POLL_S)
+    index = _pending_index(pipeline, partition)
+    cutoff = time.monotonic() - PENDING_TTL_S
+    expired = [mid for mid, parked_at in index.items() if parked_at < cutoff]
+    if not expired or not _messages_caught_up(pipeline, partition):
+        return
+    for message_id in expired:
+        for entry in pipeline.tables.pending_likes.get(message_id) or []:
+            record = _entry_record(entry)
+            await dead_letters.send(record, InvalidEvent(
+                "message_id", f"message {message_id} was never posted"
+            ))
+        del pipeline.tables.pending_likes[message_id]
+        index.pop(message_id, None)
+
+
+def _entry_record(entry: dict[str, Any]) -> Any:
+    value = orjson.dumps(entry["event"])
+    message = SimpleNamespace(
+        topic=entry["topic"], partition=entry["partition"], offset=entry["offset"],
+        key=entry["event"]["message_id"].encode(), value=value,
+        timestamp=entry["timestamp"],
+    )
+    return SimpleNamespace(message=message)
 
 
 def _messages_caught_up(pipeline: Pipeline, partition: int) -> bool:
-    """Return whether the message agent has read ``partition`` to its end."""
+    """Return whether the message agent has applied ``partition`` to its end."""
     consumer = getattr(pipeline.app, "consumer", None)
     if consumer is None:
-        return False
+        return True
     topic = pipeline.topics.messages.get_topic_name()
     highwater = consumer.highwater(TP(topic, partition))
     if highwater is None or highwater < 0:

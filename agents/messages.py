@@ -6,12 +6,14 @@ import logging
 from typing import Any
 
 from agents.batching import (
+    MESSAGE_PROGRESS,
     DeadLetters,
     RollupDeltas,
     decode_or_none,
     partition_batches,
     with_retries,
 )
+from agents.likes import apply_pending_likes
 from app.events import Event, InvalidEvent
 from app.metrics import APPLIED, DUPLICATES, counters
 from app.pipeline import Pipeline
@@ -19,10 +21,6 @@ from app.sentiment import score
 from app.store import MessageDocument
 
 logger = logging.getLogger(__name__)
-
-# Key in Pipeline.extras of {partition: offset of the last message record seen},
-# which tells the like agent whether a missing message can still arrive.
-MESSAGE_PROGRESS = "message_progress"
 
 
 def register_message_agent(pipeline: Pipeline) -> None:
@@ -44,9 +42,6 @@ async def apply_message_batch(
     deltas = RollupDeltas()
     deltas.add_source(batch[0])
 
-    progress = pipeline.extras.setdefault(MESSAGE_PROGRESS, {})
-    progress[batch[-1].message.partition] = batch[-1].message.offset
-
     for record in batch:
         event, error = decode_or_none(record, "messages")
         if event is None:
@@ -66,8 +61,21 @@ async def apply_message_batch(
             continue
         documents.append(_apply(event, deltas, new_authors))
 
-    if not documents:
-        return
+    if documents:
+        await _write(pipeline, documents, new_authors, deltas, batch)
+    # Read by the like agent: a message missing after this offset was not posted.
+    progress = pipeline.extras.setdefault(MESSAGE_PROGRESS, {})
+    progress[batch[-1].message.partition] = batch[-1].message.offset
+
+
+async def _write(
+    pipeline: Pipeline,
+    documents: list[MessageDocument],
+    new_authors: dict[str, dict[str, Any]],
+    deltas: RollupDeltas,
+    batch: list[Any],
+) -> None:
+    authors = pipeline.tables.message_authors
     context = f"{len(documents)} messages of partition {batch[-1].message.partition}"
     await with_retries(
         lambda: pipeline.store.upsert_messages(documents), "MongoDB upsert", context
@@ -78,6 +86,7 @@ async def apply_message_batch(
         authors[message_id] = author
     await deltas.send(pipeline.topics.user_rollup, pipeline.topics.day_rollup)
     counters.inc(APPLIED, len(documents), topic="messages")
+    await apply_pending_likes(pipeline, list(new_authors))
 
 
 def _apply(

@@ -31,7 +31,9 @@ class Tables:
     message_authors: Any
     # Keyed by "<message id> <user>", written by the like agent.
     like_state: Any
-    # Keyed by message id, written by the like agent.
+    # Keyed by message id, written by the like agent (and by the message agent
+    # when it applies likes that arrived before their message).
+    pending_likes: Any
     message_likes: Any
     message_like_days: Any
     # Keyed by message id, written by the view agent.
@@ -72,6 +74,7 @@ def create_tables(app: faust.App, settings: Settings) -> Tables:
     return Tables(
         message_authors=plain("message-authors", "Author and event id of a message."),
         like_state=plain("like-state", "Like state of a (message, user) pair."),
+        pending_likes=plain("pending-likes", "Likes that arrived before their message."),
         message_likes=plain("message-likes", "Current like count of a message."),
         message_like_days=daily("message-like-days", "Likes of a message per day."),
         message_views=plain("message-views", "View time of a message."),

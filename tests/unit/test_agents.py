@@ -73,8 +73,8 @@ class FakeStore:
 
 def fake_pipeline() -> Any:
     windowed = ("message_like_days", "seen_views", "user_days", "days")
-    plain = ("message_authors", "like_state", "message_likes", "message_views",
-             "user_totals")
+    plain = ("message_authors", "like_state", "pending_likes", "message_likes",
+             "message_views", "user_totals")
     tables = SimpleNamespace(
         **{name: FakeWindowed() for name in windowed},
         **{name: {} for name in plain},
@@ -108,8 +108,9 @@ def like(message_id: str, user: str, kind: str = "LikeAdded", **kwargs: Any) -> 
                       occurred_at=NOON, **kwargs)
 
 
-async def post(pipeline: Any, user: str = "author", body: str = "I love it") -> str:
-    message_id = new_message_id()
+async def post(pipeline: Any, user: str = "author", body: str = "I love it",
+               message_id: str | None = None) -> str:
+    message_id = message_id or new_message_id()
     event = make_event("MessagePosted", message_id=message_id, user=user,
                        occurred_at=NOON, body=body)
     dead = DeadLetters(pipeline.topics.dead_letters)
@@ -214,10 +215,10 @@ async def test_likes_credit_liker_and_author() -> None:
                     "carol": {str(DAY): {"likes_received": 1}}}
 
 
-async def test_like_of_unknown_message_dead_lettered(
+async def test_like_of_unknown_message_expires_to_dead_letters(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(likes_module, "AUTHOR_WAIT_S", 0.05)
+    monkeypatch.setattr(likes_module, "PENDING_TTL_S", 0.0)
     pipeline = fake_pipeline()
     await apply_likes(pipeline, [like(new_message_id(), "bob")], Records("likes"))
     [(_key, letter)] = pipeline.topics.dead_letters.sent
@@ -225,16 +226,28 @@ async def test_like_of_unknown_message_dead_lettered(
     assert "never posted" in letter["error"]
     assert letter["partition"] == 0
     assert letter["offset"] == 0
+    assert pipeline.tables.pending_likes == {}
 
 
-async def test_unknown_message_fails_fast_when_caught_up() -> None:
+async def test_like_before_message_applied_on_arrival() -> None:
     pipeline = fake_pipeline()
-    await post(pipeline)  # the message agent has now read offset 0 of partition 0
-    pipeline.app.consumer = SimpleNamespace(highwater=lambda tp: 1)
-    started = time.monotonic()
-    await apply_likes(pipeline, [like(new_message_id(), "bob")], Records("likes"))
-    assert time.monotonic() - started < 1.0
-    assert len(pipeline.topics.dead_letters.sent) == 1
+    message_id = new_message_id()
+    records = Records("likes")
+    await apply_likes(pipeline, [like(message_id, "bob")], records)
+    await apply_likes(pipeline, [like(message_id, "bob", "LikeRemoved"),
+                                 like(message_id, "eve")], records)
+    assert len(pipeline.tables.pending_likes[message_id]) == 3
+    assert pipeline.tables.message_likes.get(message_id) is None
+
+    pipeline.topics.user_rollup.sent.clear()
+    await post(pipeline, user="carol", message_id=message_id)
+    assert pipeline.tables.pending_likes == {}
+    assert pipeline.tables.message_likes[message_id] == {"like_count": 1}
+    assert pipeline.store.like_counts[message_id] == 1
+    received = [value["days"][str(DAY)].get("likes_received", 0)
+                for key, value in pipeline.topics.user_rollup.sent if key == b"carol"]
+    assert sum(received) == 2
+    assert pipeline.topics.dead_letters.sent == []
 
 
 async def test_views_deduplicated_and_timed() -> None:
