@@ -10,6 +10,7 @@ so the order is total and cursor pagination never repeats or skips a message.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from collections.abc import Mapping, Sequence
@@ -26,6 +27,8 @@ from app.settings import Settings
 logger = logging.getLogger(__name__)
 
 MESSAGES = "messages"
+# Every operation fails after this long instead of hanging; writers retry.
+OPERATION_TIMEOUT_MS = 20_000
 FEED_INDEX = [("created_us", DESCENDING), ("_id", DESCENDING)]
 USER_INDEX = [("user", DESCENDING), ("created_us", DESCENDING), ("_id", DESCENDING)]
 
@@ -57,11 +60,36 @@ class FeedStore:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
+        self._indexed = False
+        self._index_lock: asyncio.Lock | None = None
+        self._write_lock: asyncio.Lock | None = None
 
     async def start(self) -> None:
         """Create the indexes; the client itself connects on first use."""
-        await self.ensure_indexes()
+        await self._ensure_indexes_once()
         logger.info("feed store ready in database %s", self._settings.mongo_db)
+
+    async def _ensure_indexes_once(self) -> None:
+        # FerretDB 1.24 on SQLite can deadlock when a collection is created by
+        # a write while createIndex runs on it, so every write waits for the
+        # indexes first.
+        if self._indexed:
+            return
+        if self._index_lock is None:
+            self._index_lock = asyncio.Lock()
+        async with self._index_lock:
+            if not self._indexed:
+                await self.ensure_indexes()
+                self._indexed = True
+
+    async def _write(self, operations: list[UpdateOne]) -> None:
+        await self._ensure_indexes_once()
+        if self._write_lock is None:
+            self._write_lock = asyncio.Lock()
+        # One bulk write at a time per process: SQLite, under FerretDB, has a
+        # single writer, and concurrent writers only queue up inside it.
+        async with self._write_lock:
+            await self._messages.bulk_write(operations, ordered=False)
 
     async def close(self) -> None:
         if self._client is not None:
@@ -72,7 +100,9 @@ class FeedStore:
     def _messages(self) -> Any:
         if self._client is None:
             self._client = AsyncMongoClient(
-                self._settings.mongo_url, serverSelectionTimeoutMS=5000
+                self._settings.mongo_url,
+                serverSelectionTimeoutMS=5000,
+                timeoutMS=OPERATION_TIMEOUT_MS,
             )
         return self._client[self._settings.mongo_db][MESSAGES]
 
@@ -111,7 +141,7 @@ class FeedStore:
             )
             for doc in documents
         ]
-        await self._messages.bulk_write(operations, ordered=False)
+        await self._write(operations)
 
     async def set_like_counts(self, counts: Mapping[str, int]) -> None:
         """Set each message's ``like_count`` to the given absolute value."""
@@ -121,7 +151,7 @@ class FeedStore:
             UpdateOne({"_id": message_id}, {"$set": {"like_count": count}})
             for message_id, count in counts.items()
         ]
-        await self._messages.bulk_write(operations, ordered=False)
+        await self._write(operations)
 
     # ------------------------------------------------------------ reads
 
