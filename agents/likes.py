@@ -26,7 +26,7 @@ from agents.batching import (
     with_retries,
 )
 from app.events import Event, InvalidEvent, event_from_dict
-from app.metrics import APPLIED, DUPLICATES, counters
+from app.metrics import APPLIED, DUPLICATES, PARKED, UNPARKED, counters
 from app.pipeline import Pipeline
 from tables.definitions import read_window, write_window
 
@@ -139,6 +139,7 @@ async def apply_like_batch(
         # unknown, and so do the message's later likes, to keep their order.
         if author is None or queue:
             parked[message_id] = [*(queue or []), _pending_entry(record, event)]
+            counters.inc(PARKED)
             continue
         work.apply(event, author["user"])
 
@@ -165,6 +166,7 @@ async def apply_pending_likes(pipeline: Pipeline, message_ids: list[str]) -> Non
         author = tables.message_authors[message_id]["user"]
         for entry in queue:
             work.apply(event_from_dict(entry["event"]), author)
+        counters.inc(UNPARKED, len(queue))
         resolved.append(message_id)
     if not resolved:
         return
@@ -232,6 +234,7 @@ async def _expire_pending(
         return
     for message_id in expired:
         for entry in pipeline.tables.pending_likes.get(message_id) or []:
+            counters.inc(UNPARKED)
             record = _entry_record(entry)
             await dead_letters.send(record, InvalidEvent(
                 "message_id", f"message {message_id} was never posted"

@@ -125,12 +125,14 @@ async def live_figures(
 
 
 def processed_count(metrics_text: str) -> int:
-    """Sum the agents' applied, duplicate and rejected counts of the event topics.
+    """Count the records of the event topics that the agents have handled.
 
-    Each record of an event topic ends in exactly one of the three counters,
-    so the sum is the number of records the agents handled.
+    Each record ends in exactly one of the applied, duplicate and rejected
+    counters, or waits parked (a like that came before its message).
     """
     total = 0
+    parked = {"socialstream_parked_likes_total": 1,
+              "socialstream_unparked_likes_total": -1}
     names = ("socialstream_applied_events_total", "socialstream_duplicate_events_total",
              "socialstream_rejected_events_total")
     for line in metrics_text.splitlines():
@@ -138,6 +140,8 @@ def processed_count(metrics_text: str) -> int:
             topic = line.split('topic="', 1)[1].split('"', 1)[0]
             if topic.rsplit("-", 1)[-1] in {"messages", "likes", "views"}:
                 total += int(float(line.rsplit(" ", 1)[1]))
+        elif line.split(" ", 1)[0] in parked:
+            total += parked[line.split(" ", 1)[0]] * int(float(line.rsplit(" ", 1)[1]))
     return total
 
 
@@ -189,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
     days = truth["days"]
     from_day = date_to_day(datetime.fromisoformat(days[0]).date())
     to_day = date_to_day(datetime.fromisoformat(days[-1]).date())
-    batch = backfill(settings, from_day, to_day, master=args.spark_master)
+    batch = backfill(settings, from_day, to_day, master=args.spark_master,
+                     extra_conf={"spark.ui.showConsoleProgress": "false"})
     print(f"backfill read {batch.rows_read:,} rows in {batch.seconds:.1f} s")
     differences = reconcile(settings, from_day, to_day, settings.api_url)
     truth_report = asyncio.run(check_truth(truth, settings.api_url))

@@ -50,11 +50,15 @@ def _format_labels(labels: Iterable[tuple[str, str]]) -> str:
 REJECTED = "socialstream_rejected_events_total"
 DUPLICATES = "socialstream_duplicate_events_total"
 APPLIED = "socialstream_applied_events_total"
+PARKED = "socialstream_parked_likes_total"
+UNPARKED = "socialstream_unparked_likes_total"
 
 counters = Counters()
 counters.describe(REJECTED, "Events rejected by the API or sent to the dead-letter topic.")
 counters.describe(DUPLICATES, "Events ignored because their event id was already applied.")
 counters.describe(APPLIED, "Events applied by the agents.")
+counters.describe(PARKED, "Likes parked because their message had not arrived.")
+counters.describe(UNPARKED, "Parked likes applied or dead-lettered since.")
 
 
 class LagRecorder:
