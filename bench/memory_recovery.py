@@ -101,7 +101,7 @@ def one_run(keys: int) -> dict[str, float]:
 
     worker = start_worker(settings, log)
     try:
-        wait_healthy(settings.api_url, 120.0, "/metrics/lag")
+        wait_healthy(settings.api_url)
         idle_mb = rss_mb(worker.pid)
         asyncio.run(produce(settings, records))
         asyncio.run(wait_for_zero_lag(settings, timeout_s=1800, poll_s=1.0))

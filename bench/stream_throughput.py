@@ -46,7 +46,21 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def worker_run(count: int) -> float:
+def quix_run(settings: Settings, count: int) -> float:
+    """Run the Quix Streams baseline on the same topics; return events per second."""
+    import subprocess
+    import tempfile
+
+    script = str(Path(__file__).resolve().parent / "quix_baseline.py")
+    with tempfile.TemporaryDirectory(prefix="quix-state-") as state_dir:
+        result = subprocess.run(
+            [sys.executable, script, settings.topic_prefix, str(count), state_dir],
+            capture_output=True, text=True, timeout=1800, check=True,
+        )
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+async def worker_run(count: int, quix: bool = False) -> float:
     port = free_port()
     settings = isolated_settings("worker", SOCIALSTREAM_API_PORT=str(port))
     log = settings.log_dir / f"bench-{settings.app_id}.log"
@@ -55,7 +69,7 @@ async def worker_run(count: int) -> float:
     await create_event_topics(settings)
     worker = start_worker(settings, log)
     try:
-        await asyncio.to_thread(wait_healthy, settings.api_url, 120.0, "/metrics/lag")
+        await asyncio.to_thread(wait_healthy, settings.api_url)
         records = list(workload(count))
         started = time.perf_counter()
         await produce(settings, records)
@@ -65,6 +79,8 @@ async def worker_run(count: int) -> float:
         worker.terminate()
         worker.wait(timeout=60)
     await bare_loop_run(settings, count)
+    if quix:
+        QUIX_RATES.append(await asyncio.to_thread(quix_run, settings, count))
     return count / elapsed
 
 
@@ -101,22 +117,26 @@ async def bare_loop_run(settings: Settings, count: int) -> float:
 
 
 BARE_RATES: list[float] = []
+QUIX_RATES: list[float] = []
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quix", action="store_true",
+                        help="also run the Quix Streams baseline (bench extra)")
     parser.add_argument("--no-record", action="store_true",
                         help="print only; do not append to docs/benchmarks.md")
     args = parser.parse_args()
 
     worker_rates = []
     for run in range(args.runs):
-        rate = asyncio.run(worker_run(args.events))
+        rate = asyncio.run(worker_run(args.events, args.quix))
         worker_rates.append(rate)
+        quix_text = f", quix {QUIX_RATES[-1]:,.0f} events/s" if QUIX_RATES else ""
         print(f"run {run + 1}: worker {rate:,.0f} events/s, "
-              f"bare loop {BARE_RATES[-1]:,.0f} events/s", flush=True)
+              f"bare loop {BARE_RATES[-1]:,.0f} events/s{quix_text}", flush=True)
     worker, bare = median(worker_rates), median(BARE_RATES)
     rows = [
         ("events per run", f"{args.events:,}"),
@@ -125,10 +145,15 @@ def main() -> int:
         ("worker / bare loop", f"{worker / bare:.3f}"),
         ("runs (worker events/s)", ", ".join(f"{r:,.0f}" for r in worker_rates)),
     ]
+    if QUIX_RATES:
+        quix = median(QUIX_RATES)
+        rows += [("Quix Streams with RocksDB state, median events/s", f"{quix:,.0f}"),
+                 ("worker / Quix Streams", f"{worker / quix:.3f}")]
     for name, value in rows:
         print(f"{name}: {value}")
     if not args.no_record:
-        command = f"python bench/stream_throughput.py --events {args.events} --runs {args.runs}"
+        command = (f"python bench/stream_throughput.py --events {args.events} "
+                   f"--runs {args.runs}" + (" --quix" if args.quix else ""))
         append_result("Stream throughput", command, rows)
     return 0
 
