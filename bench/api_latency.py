@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import textwrap
@@ -29,6 +28,7 @@ from app.lag import wait_for_zero_lag  # noqa: E402
 from app.settings import PROJECT_ROOT  # noqa: E402
 from bench.common import (  # noqa: E402
     append_result,
+    free_port,
     isolated_settings,
     median,
     produce,
@@ -38,12 +38,6 @@ from bench.common import (  # noqa: E402
 )
 
 LOADGEN = str(PROJECT_ROOT / "bench" / "loadgen.py")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def load(url: str, rate: float, seconds: float, *extra: str) -> dict[str, float]:

@@ -6,6 +6,7 @@ import asyncio
 import os
 import platform
 import random
+import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +39,12 @@ class Record:
     topic: str
     key: bytes
     value: bytes
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def isolated_settings(name: str, **overrides: str) -> Settings:

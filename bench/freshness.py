@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
 import sys
 import time
@@ -35,6 +34,7 @@ from app.events import make_event, new_message_id, now_micros  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from bench.common import (  # noqa: E402
     append_result,
+    free_port,
     isolated_settings,
     median,
     start_worker,
@@ -42,12 +42,6 @@ from bench.common import (  # noqa: E402
 )
 
 POLL_S = 0.002
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import shutil
-import socket
 import sys
 import time
 import urllib.request
@@ -35,18 +34,13 @@ from app.settings import Settings  # noqa: E402
 from bench.common import (  # noqa: E402
     Record,
     append_result,
+    free_port,
     isolated_settings,
     median,
     produce,
     start_worker,
     wait_healthy,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def rss_mb(pid: int) -> float:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import sys
 import time
 from collections import Counter
@@ -31,6 +30,7 @@ from app.lag import wait_for_zero_lag  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from bench.common import (  # noqa: E402
     append_result,
+    free_port,
     isolated_settings,
     median,
     produce,
@@ -38,12 +38,6 @@ from bench.common import (  # noqa: E402
     wait_healthy,
     workload,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def quix_run(settings: Settings, count: int) -> float:

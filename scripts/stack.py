@@ -237,21 +237,9 @@ def kafka_home(paths: Paths) -> Path:
 
 
 def install_kafka(paths: Paths) -> None:
-    home = kafka_home(paths)
-    if (home / ".complete").exists():
-        return
     require_tool("java", "kafka")
-    mvn = require_tool("mvn", "kafka")
-    home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PROJECT_ROOT / "stack" / "kafka" / "pom.xml", home / "pom.xml")
-    print(f"installing Kafka {KAFKA_VERSION} from Maven Central ...", flush=True)
-    run_tool(
-        [mvn, "-q", "-B", "-f", str(home / "pom.xml"),
-         "dependency:copy-dependencies", f"-DoutputDirectory={home / 'libs'}",
-         "-DincludeScope=runtime"],
-        "kafka", paths.log("install"),
-    )
-    (home / ".complete").touch()
+    _install_maven_project(paths, kafka_home(paths), "kafka", "kafka",
+                           f"Kafka {KAFKA_VERSION}")
 
 
 def s3a_home(paths: Paths) -> Path:
@@ -259,18 +247,25 @@ def s3a_home(paths: Paths) -> Path:
 
 
 def install_s3a(paths: Paths) -> None:
-    home = s3a_home(paths)
+    _install_maven_project(paths, s3a_home(paths), "spark-s3a", "spark-s3a",
+                           f"hadoop-aws {S3A_VERSION}")
+
+
+def _install_maven_project(
+    paths: Paths, home: Path, stack_folder: str, service: str, label: str
+) -> None:
+    """Copy the runtime jars of ``stack/<stack_folder>/pom.xml`` into ``home``."""
     if (home / ".complete").exists():
         return
-    mvn = require_tool("mvn", "spark-s3a")
+    mvn = require_tool("mvn", service)
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PROJECT_ROOT / "stack" / "spark-s3a" / "pom.xml", home / "pom.xml")
-    print(f"installing hadoop-aws {S3A_VERSION} from Maven Central ...", flush=True)
+    shutil.copy(PROJECT_ROOT / "stack" / stack_folder / "pom.xml", home / "pom.xml")
+    print(f"installing {label} from Maven Central ...", flush=True)
     run_tool(
         [mvn, "-q", "-B", "-f", str(home / "pom.xml"),
          "dependency:copy-dependencies", f"-DoutputDirectory={home / 'libs'}",
          "-DincludeScope=runtime"],
-        "spark-s3a", paths.log("install"),
+        service, paths.log("install"),
     )
     (home / ".complete").touch()
 
