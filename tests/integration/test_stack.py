@@ -169,16 +169,31 @@ def test_s3_write_read(settings: Settings) -> None:
         fs.rm(path)
 
 
-@pytest.mark.spark
-def test_spark_parquet_roundtrip_on_s3a(settings: Settings) -> None:
-    from batch_backfill.spark import build_session
+SPARK_ROUNDTRIP = """
+import sys
+from app.settings import Settings
+from batch_backfill.spark import build_session
 
+prefix = sys.argv[1]
+spark = build_session(Settings.from_env(), app_name="stack-test", master="local[1]")
+try:
+    frame = spark.createDataFrame([(1, "a"), (2, "b")], ["n", "s"])
+    frame.write.mode("overwrite").parquet(f"{prefix}/table")
+    rows = sorted(spark.read.parquet(f"{prefix}/table").collect())
+finally:
+    spark.stop()
+print([(row.n, row.s) for row in rows])
+"""
+
+
+@pytest.mark.spark
+def test_spark_parquet_roundtrip_on_s3a() -> None:
+    # A process of its own: a JVM that an earlier test started without the
+    # hadoop-aws jars cannot load the s3a file system later.
     prefix = f"s3a://socialstream-archive/stacktest-{uuid.uuid4().hex[:8]}"
-    spark = build_session(settings, app_name="stack-test", master="local[1]")
-    try:
-        frame = spark.createDataFrame([(1, "a"), (2, "b")], ["n", "s"])
-        frame.write.mode("overwrite").parquet(f"{prefix}/table")
-        rows = sorted(spark.read.parquet(f"{prefix}/table").collect())
-    finally:
-        spark.stop()
-    assert [(row.n, row.s) for row in rows] == [(1, "a"), (2, "b")]
+    result = subprocess.run(
+        [sys.executable, "-c", SPARK_ROUNDTRIP, prefix], cwd=PROJECT_ROOT,
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[(1, 'a'), (2, 'b')]"
