@@ -44,8 +44,10 @@ def load(url: str, rate: float, seconds: float, *extra: str) -> dict[str, float]
     result = subprocess.run(
         [sys.executable, LOADGEN, url, "--rate", str(rate), "--seconds", str(seconds),
          *extra],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=False,
     )
+    if result.returncode != 0:
+        raise RuntimeError(f"load generator failed on {url}: {result.stderr[-2000:]}")
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 

@@ -37,7 +37,8 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     total = int(args.rate * args.seconds)
     interval = 1.0 / args.rate
     connector = aiohttp.TCPConnector(limit=args.connections)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
         async def one(index: int, scheduled: float) -> None:
             nonlocal errors
@@ -47,7 +48,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
                     await response.read()
                     if response.status >= 400:
                         errors += 1
-            except aiohttp.ClientError:
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
                 errors += 1
             latencies.append((index, (time.perf_counter() - scheduled) * 1000.0))
 
