@@ -1,11 +1,13 @@
 """Shared machinery of the agents: batches, dead letters, rollup deltas, retries.
 
-Every agent runs one actor per partition (``isolated_partitions``) and takes
-records in batches with ``take_events``. A batch then holds records of one
-partition only, so the table writes made after the batch go to the changelog
-partition of that source partition, which is what Faust requires for
-recovery. Deltas for the per-user and per-day tables are summed per batch and
-sent as one record per key to the rollup topics.
+Every agent takes records in batches with ``take_events`` and applies them
+one partition at a time, so the table writes made for a part go to the
+changelog partition of that source partition, which is what Faust requires
+for recovery. The agents run one actor each over all assigned partitions:
+with one actor per partition (``isolated_partitions``), Faust 0.15.3 left
+actors that no longer consumed after a second worker joined the group.
+Deltas for the per-user and per-day tables are summed per batch and sent as
+one record per key to the rollup topics.
 """
 
 from __future__ import annotations
@@ -43,20 +45,25 @@ async def partition_batches(
 ) -> AsyncIterator[list[Any]]:
     """Yield the stream's events in batches, each from a single partition.
 
-    ``take_events`` does not leave a current event behind, and Faust picks a
-    table's changelog partition from the current event, so this sets the
-    last event of the batch as current before the caller writes its tables.
-    Faust exposes no public setter for that, hence the private context var.
+    ``take_events`` mixes the partitions assigned to the worker, so each
+    batch is split by partition, in offset order within each. Faust picks a
+    table's changelog partition from the current event, and ``take_events``
+    leaves none behind, so the last event of each part is made current
+    before the caller writes its tables. Faust exposes no public setter for
+    that, hence the private context variable.
     """
     async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-        if not batch:
-            continue
-        streams._current_event.set(weakref.ref(batch[-1]))
-        yield batch
-        if lag is not None:
-            now = time.time()
-            for record in batch:
-                lag.record((now - record.message.timestamp) * 1000.0)
+        parts: dict[tuple[str, int], list[Any]] = {}
+        for record in batch:
+            message = record.message
+            parts.setdefault((message.topic, message.partition), []).append(record)
+        for part in parts.values():
+            streams._current_event.set(weakref.ref(part[-1]))
+            yield part
+            if lag is not None:
+                now = time.time()
+                for record in part:
+                    lag.record((now - record.message.timestamp) * 1000.0)
 
 
 class DeadLetters:

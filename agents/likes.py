@@ -49,7 +49,7 @@ def register_like_agent(pipeline: Pipeline) -> None:
     app, topics = pipeline.app, pipeline.topics
     dead_letters = DeadLetters(topics.dead_letters)
 
-    @app.agent(topics.likes, name="likes", isolated_partitions=True)
+    @app.agent(topics.likes, name="likes")
     async def apply_likes(stream: Any) -> None:
         async for batch in partition_batches(stream):
             await apply_like_batch(pipeline, dead_letters, batch)

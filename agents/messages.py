@@ -27,7 +27,7 @@ def register_message_agent(pipeline: Pipeline) -> None:
     app, topics = pipeline.app, pipeline.topics
     dead_letters = DeadLetters(topics.dead_letters)
 
-    @app.agent(topics.messages, name="messages", isolated_partitions=True)
+    @app.agent(topics.messages, name="messages")
     async def apply_messages(stream: Any) -> None:
         async for batch in partition_batches(stream):
             await apply_message_batch(pipeline, dead_letters, batch)

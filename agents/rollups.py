@@ -30,12 +30,12 @@ OFFSET = "_offset"
 def register_rollup_agents(pipeline: Pipeline) -> None:
     app, topics = pipeline.app, pipeline.topics
 
-    @app.agent(topics.user_rollup, name="user-rollup", isolated_partitions=True)
+    @app.agent(topics.user_rollup, name="user-rollup")
     async def roll_up_users(stream: Any) -> None:
         async for batch in partition_batches(stream, lag=None):
             apply_user_rollups(pipeline, batch)
 
-    @app.agent(topics.day_rollup, name="day-rollup", isolated_partitions=True)
+    @app.agent(topics.day_rollup, name="day-rollup")
     async def roll_up_days(stream: Any) -> None:
         async for batch in partition_batches(stream, lag=None):
             apply_day_rollups(pipeline, batch)

@@ -23,7 +23,7 @@ def register_view_agent(pipeline: Pipeline) -> None:
     app, topics = pipeline.app, pipeline.topics
     dead_letters = DeadLetters(topics.dead_letters)
 
-    @app.agent(topics.views, name="views", isolated_partitions=True)
+    @app.agent(topics.views, name="views")
     async def apply_views(stream: Any) -> None:
         async for batch in partition_batches(stream):
             await apply_view_batch(pipeline, dead_letters, batch)
