@@ -102,7 +102,11 @@ class DeadLetters:
             return
         logger.warning(
             "dead-lettered record %s[%d]@%d: %s: %s (%d more since last log)",
-            message.topic, message.partition, message.offset, field, reason,
+            message.topic,
+            message.partition,
+            message.offset,
+            field,
+            reason,
             self._suppressed,
         )
         self._last_log = now
@@ -189,10 +193,21 @@ async def with_retries(
             return await action()
         except Exception as error:  # noqa: BLE001 - logged, retried, re-raised
             if delay is None:
-                logger.error("%s failed for %s after %d attempts: %s",
-                             what, context, attempt, error)
+                logger.error(
+                    "%s failed for %s after %d attempts: %s",
+                    what,
+                    context,
+                    attempt,
+                    error,
+                )
                 raise
-            logger.warning("%s failed for %s (attempt %d), retrying in %.1f s: %s",
-                           what, context, attempt, delay, error)
+            logger.warning(
+                "%s failed for %s (attempt %d), retrying in %.1f s: %s",
+                what,
+                context,
+                attempt,
+                delay,
+                error,
+            )
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")

@@ -73,7 +73,9 @@ class _LikeBatch:
     def state(self, key: str) -> dict[str, Any]:
         if key not in self.states:
             stored = self.tables.like_state.get(key)
-            self.states[key] = dict(stored) if stored else {"liked": False, "recent": []}
+            self.states[key] = (
+                dict(stored) if stored else {"liked": False, "recent": []}
+            )
         return self.states[key]
 
     def count(self, message_id: str) -> int:
@@ -88,7 +90,7 @@ class _LikeBatch:
         if event.event_id in recent:
             counters.inc(DUPLICATES, topic="likes")
             return
-        state["recent"] = [*recent[-(RECENT_EVENT_IDS - 1):], event.event_id]
+        state["recent"] = [*recent[-(RECENT_EVENT_IDS - 1) :], event.event_id]
         self.applied += 1
         day = event.day
         if event.type == "LikeAdded" and not state["liked"]:
@@ -192,7 +194,8 @@ async def _finish(pipeline: Pipeline, work: _LikeBatch, context: str) -> None:
         work.write_tables()
         changed = dict(work.counts)
         await with_retries(
-            lambda: pipeline.store.set_like_counts(changed), "MongoDB like counts",
+            lambda: pipeline.store.set_like_counts(changed),
+            "MongoDB like counts",
             context,
         )
     await work.deltas.send(pipeline.topics.user_rollup, pipeline.topics.day_rollup)
@@ -236,9 +239,10 @@ async def _expire_pending(
         for entry in pipeline.tables.pending_likes.get(message_id) or []:
             counters.inc(UNPARKED)
             record = _entry_record(entry)
-            await dead_letters.send(record, InvalidEvent(
-                "message_id", f"message {message_id} was never posted"
-            ))
+            await dead_letters.send(
+                record,
+                InvalidEvent("message_id", f"message {message_id} was never posted"),
+            )
         del pipeline.tables.pending_likes[message_id]
         index.pop(message_id, None)
 
@@ -246,8 +250,11 @@ async def _expire_pending(
 def _entry_record(entry: dict[str, Any]) -> Any:
     value = orjson.dumps(entry["event"])
     message = SimpleNamespace(
-        topic=entry["topic"], partition=entry["partition"], offset=entry["offset"],
-        key=entry["event"]["message_id"].encode(), value=value,
+        topic=entry["topic"],
+        partition=entry["partition"],
+        offset=entry["offset"],
+        key=entry["event"]["message_id"].encode(),
+        value=value,
         timestamp=entry["timestamp"],
     )
     return SimpleNamespace(message=message)

@@ -53,11 +53,14 @@ async def apply_message_batch(
             if known["event_id"] == event.event_id:
                 counters.inc(DUPLICATES, topic="messages")
                 continue
-            await dead_letters.send(record, InvalidEvent(
-                "message_id",
-                f"message {event.message_id} was already posted by event "
-                f"{known['event_id']}",
-            ))
+            await dead_letters.send(
+                record,
+                InvalidEvent(
+                    "message_id",
+                    f"message {event.message_id} was already posted by event "
+                    f"{known['event_id']}",
+                ),
+            )
             continue
         documents.append(_apply(event, deltas, new_authors))
 

@@ -51,7 +51,9 @@ async def apply_view_batch(
             await dead_letters.send(record, error)
             continue
         day = event.day
-        if event.event_id in seen or read_window(tables.seen_views, event.event_id, day):
+        if event.event_id in seen or read_window(
+            tables.seen_views, event.event_id, day
+        ):
             counters.inc(DUPLICATES, topic="views")
             continue
         seen.add(event.event_id)

@@ -91,37 +91,71 @@ async def live_figures(
             fetch_json(session, f"/stats/views/daily{query}"),
             fetch_json(session, f"/stats/sentiment/daily{query}"),
         )
-        user_rows = await asyncio.gather(*(
-            fetch_json(session, f"/stats/users/{user}/messages{query}") for user in users
-        ))
-        like_rows = await asyncio.gather(*(
-            fetch_json(session, f"/stats/messages/{mid}/likes{query}")
-            for mid in message_ids
-        ))
-        view_rows = await asyncio.gather(*(
-            fetch_json(session, f"/stats/messages/{mid}/views") for mid in message_ids
-        ))
+        user_rows = await asyncio.gather(
+            *(
+                fetch_json(session, f"/stats/users/{user}/messages{query}")
+                for user in users
+            )
+        )
+        like_rows = await asyncio.gather(
+            *(
+                fetch_json(session, f"/stats/messages/{mid}/likes{query}")
+                for mid in message_ids
+            )
+        )
+        view_rows = await asyncio.gather(
+            *(
+                fetch_json(session, f"/stats/messages/{mid}/views")
+                for mid in message_ids
+            )
+        )
         lag = await fetch_json(session, "/metrics/lag")
         metrics_text = await (await session.get("/metrics")).text()
-        most_liked = sorted(like_rows, key=lambda r: (-r["like_count"], r["message_id"]))
+        most_liked = sorted(
+            like_rows, key=lambda r: (-r["like_count"], r["message_id"])
+        )
         liked = []
         for row in most_liked[:TOP]:
             message = await fetch_json(session, f"/messages/{row['message_id']}")
-            liked.append({"message_id": row["message_id"], "user": message["user"],
-                          "like_count": row["like_count"], "body": message["body"][:80]})
+            liked.append(
+                {
+                    "message_id": row["message_id"],
+                    "user": message["user"],
+                    "like_count": row["like_count"],
+                    "body": message["body"][:80],
+                }
+            )
 
     daily = []
-    for m, lk, v, s in zip(messages["days"], likes["days"], views["days"],
-                           sentiment["days"], strict=True):
-        daily.append({"day": m["day"], "messages": m["messages"], "likes": lk["likes"],
-                      "unlikes": lk["unlikes"], "view_ms": v["view_ms"],
-                      "views": v["views"], "sentiment": {k: s[k] for k in s if k != "day"}})
-    top_users = sorted(({"user": r["user"], "messages": r["total"]} for r in user_rows),
-                       key=lambda r: (-r["messages"], r["user"]))[:TOP]
-    most_viewed = sorted(view_rows, key=lambda r: (-r["view_ms"], r["message_id"]))[:TOP]
-    return {"daily": daily, "top_users": top_users, "most_liked": liked,
-            "most_viewed": most_viewed, "lag": lag,
-            "events_processed": processed_count(metrics_text)}
+    for m, lk, v, s in zip(
+        messages["days"], likes["days"], views["days"], sentiment["days"], strict=True
+    ):
+        daily.append(
+            {
+                "day": m["day"],
+                "messages": m["messages"],
+                "likes": lk["likes"],
+                "unlikes": lk["unlikes"],
+                "view_ms": v["view_ms"],
+                "views": v["views"],
+                "sentiment": {k: s[k] for k in s if k != "day"},
+            }
+        )
+    top_users = sorted(
+        ({"user": r["user"], "messages": r["total"]} for r in user_rows),
+        key=lambda r: (-r["messages"], r["user"]),
+    )[:TOP]
+    most_viewed = sorted(view_rows, key=lambda r: (-r["view_ms"], r["message_id"]))[
+        :TOP
+    ]
+    return {
+        "daily": daily,
+        "top_users": top_users,
+        "most_liked": liked,
+        "most_viewed": most_viewed,
+        "lag": lag,
+        "events_processed": processed_count(metrics_text),
+    }
 
 
 def processed_count(metrics_text: str) -> int:
@@ -131,10 +165,15 @@ def processed_count(metrics_text: str) -> int:
     counters, or waits parked (a like that came before its message).
     """
     total = 0
-    parked = {"socialstream_parked_likes_total": 1,
-              "socialstream_unparked_likes_total": -1}
-    names = ("socialstream_applied_events_total", "socialstream_duplicate_events_total",
-             "socialstream_rejected_events_total")
+    parked = {
+        "socialstream_parked_likes_total": 1,
+        "socialstream_unparked_likes_total": -1,
+    }
+    names = (
+        "socialstream_applied_events_total",
+        "socialstream_duplicate_events_total",
+        "socialstream_rejected_events_total",
+    )
     for line in metrics_text.splitlines():
         if line.startswith(names) and 'topic="' in line:
             topic = line.split('topic="', 1)[1].split('"', 1)[0]
@@ -152,15 +191,20 @@ def run(args: argparse.Namespace) -> int:
     settings = demo_settings(base, run_id)
     env = export_settings(settings)
     (settings.state_dir / "demo.env").write_text(
-        "".join(f"{k}={v}\n" for k, v in env.items() if "SECRET" not in k))
-    print(f"deployment demo-{run_id}: topics {settings.topic_prefix}*, "
-          f"database {settings.mongo_db}, archive {settings.archive_url}")
+        "".join(f"{k}={v}\n" for k, v in env.items() if "SECRET" not in k)
+    )
+    print(
+        f"deployment demo-{run_id}: topics {settings.topic_prefix}*, "
+        f"database {settings.mongo_db}, archive {settings.archive_url}"
+    )
 
     from simulator import SimulationConfig, check_truth, send_kafka, simulate
 
     today = started_at.date()
     config = SimulationConfig(
-        seed=args.seed, users=args.users, days=args.days,
+        seed=args.seed,
+        users=args.users,
+        days=args.days,
         messages_per_day=args.messages_per_day,
         start=today - timedelta(days=args.days - 1),
         retention_days=settings.retention_days,
@@ -168,8 +212,10 @@ def run(args: argparse.Namespace) -> int:
     simulation = simulate(config)
     truth = simulation.truth
     events_sent = len(simulation.events)
-    print(f"simulated {events_sent:,} records over {args.days} days for "
-          f"{args.users} users")
+    print(
+        f"simulated {events_sent:,} records over {args.days} days for "
+        f"{args.users} users"
+    )
 
     if stop_background_worker(settings):
         print("stopped the worker that was running")
@@ -177,8 +223,11 @@ def run(args: argparse.Namespace) -> int:
     start_background_worker(settings)
 
     clock = time.perf_counter()
-    send_report = asyncio.run(send_kafka(simulation.events, settings,
-                                         duration_s=args.duration_s, progress=True))
+    send_report = asyncio.run(
+        send_kafka(
+            simulation.events, settings, duration_s=args.duration_s, progress=True
+        )
+    )
     print(send_report.summary())
     asyncio.run(wait_for_zero_lag(settings, timeout_s=LAG_TIMEOUT_S, poll_s=0.5))
     processing_s = time.perf_counter() - clock
@@ -193,16 +242,24 @@ def run(args: argparse.Namespace) -> int:
     days = truth["days"]
     from_day = date_to_day(datetime.fromisoformat(days[0]).date())
     to_day = date_to_day(datetime.fromisoformat(days[-1]).date())
-    batch = backfill(settings, from_day, to_day, master=args.spark_master,
-                     extra_conf={"spark.ui.showConsoleProgress": "false"})
+    batch = backfill(
+        settings,
+        from_day,
+        to_day,
+        master=args.spark_master,
+        extra_conf={"spark.ui.showConsoleProgress": "false"},
+    )
     print(f"backfill read {batch.rows_read:,} rows in {batch.seconds:.1f} s")
     differences = reconcile(settings, from_day, to_day, settings.api_url)
     truth_report = asyncio.run(check_truth(truth, settings.api_url))
-    print(f"stream versus batch: {len(differences)} differences; "
-          f"tables versus truth: {truth_report.summary()}")
+    print(
+        f"stream versus batch: {len(differences)} differences; "
+        f"tables versus truth: {truth_report.summary()}"
+    )
 
-    figures = asyncio.run(live_figures(settings.api_url, days, truth["users"],
-                                       truth["message_ids"]))
+    figures = asyncio.run(
+        live_figures(settings.api_url, days, truth["users"], truth["message_ids"])
+    )
     duration_s = (datetime.now(UTC) - started_at).total_seconds()
     applied = figures["lag"]["rollup"]
     report = {
@@ -212,8 +269,12 @@ def run(args: argparse.Namespace) -> int:
         "differences": len(differences),
         "truth_differences": len(truth_report.differences),
         "truth_values_checked": truth_report.checked,
-        "lag_ms": {"p50": applied["p50"], "p99": applied["p99"],
-                   "applied": figures["lag"]["applied"], "rollup": applied},
+        "lag_ms": {
+            "p50": applied["p50"],
+            "p99": applied["p99"],
+            "applied": figures["lag"]["applied"],
+            "rollup": applied,
+        },
         "throughput_events_per_s": round(events_sent / processing_s, 1),
         "processing_s": round(processing_s, 2),
         "duration_s": round(duration_s, 2),
@@ -225,52 +286,89 @@ def run(args: argparse.Namespace) -> int:
         "most_viewed": figures["most_viewed"],
         "difference_list": [asdict(d) for d in differences],
         "truth_difference_list": [asdict(d) for d in truth_report.differences][:100],
-        "run": {"deployment": f"demo-{run_id}", "started_at": started_at.isoformat(),
-                "api_url": settings.api_url, "config": truth["config"]},
+        "run": {
+            "deployment": f"demo-{run_id}",
+            "started_at": started_at.isoformat(),
+            "api_url": settings.api_url,
+            "config": truth["config"],
+        },
     }
     json_path, html_path = write_report(report, settings.state_dir)
     print_summary(report, settings, json_path, html_path)
-    ok = (report["differences"] == 0 and report["truth_differences"] == 0
-          and report["events_processed"] == events_sent)
+    ok = (
+        report["differences"] == 0
+        and report["truth_differences"] == 0
+        and report["events_processed"] == events_sent
+    )
     return 0 if ok else 1
 
 
-def print_summary(report: dict[str, Any], settings: Settings, json_path: Any,
-                  html_path: Any) -> None:
+def print_summary(
+    report: dict[str, Any], settings: Settings, json_path: Any, html_path: Any
+) -> None:
     from app.auth import mint_token
 
     print("\n== socialstream report ==")
-    print(f"{'day':<12}{'messages':>9}{'likes':>7}{'unlikes':>8}{'views':>7}"
-          f"{'view min':>10}{'compound':>10}")
+    print(
+        f"{'day':<12}{'messages':>9}{'likes':>7}{'unlikes':>8}{'views':>7}"
+        f"{'view min':>10}{'compound':>10}"
+    )
     for row in report["daily"]:
-        print(f"{row['day']:<12}{row['messages']:>9}{row['likes']:>7}"
-              f"{row['unlikes']:>8}{row['views']:>7}{row['view_ms'] / 60000:>10.1f}"
-              f"{row['sentiment']['mean_compound']:>10.4f}")
-    print("top users: " + ", ".join(f"{u['user']} ({u['messages']})"
-                                    for u in report["top_users"][:5]))
-    print("most liked: " + ", ".join(f"{m['message_id'][:8]} ({m['like_count']})"
-                                     for m in report["most_liked"][:5]))
-    print("most viewed: " + ", ".join(f"{m['message_id'][:8]} ({m['views']} views)"
-                                      for m in report["most_viewed"][:5]))
-    print(f"events sent {report['events_sent']:,}, processed "
-          f"{report['events_processed']:,}, archived {report['events_archived']:,}")
-    print(f"stream versus batch differences: {report['differences']}; "
-          f"tables versus truth differences: {report['truth_differences']}")
-    print(f"lag p50 {report['lag_ms']['p50']:.1f} ms, p99 {report['lag_ms']['p99']:.1f} ms;"
-          f" throughput {report['throughput_events_per_s']:,.0f} events/s;"
-          f" whole job {report['duration_s']:.0f} s")
+        print(
+            f"{row['day']:<12}{row['messages']:>9}{row['likes']:>7}"
+            f"{row['unlikes']:>8}{row['views']:>7}{row['view_ms'] / 60000:>10.1f}"
+            f"{row['sentiment']['mean_compound']:>10.4f}"
+        )
+    print(
+        "top users: "
+        + ", ".join(f"{u['user']} ({u['messages']})" for u in report["top_users"][:5])
+    )
+    print(
+        "most liked: "
+        + ", ".join(
+            f"{m['message_id'][:8]} ({m['like_count']})"
+            for m in report["most_liked"][:5]
+        )
+    )
+    print(
+        "most viewed: "
+        + ", ".join(
+            f"{m['message_id'][:8]} ({m['views']} views)"
+            for m in report["most_viewed"][:5]
+        )
+    )
+    print(
+        f"events sent {report['events_sent']:,}, processed "
+        f"{report['events_processed']:,}, archived {report['events_archived']:,}"
+    )
+    print(
+        f"stream versus batch differences: {report['differences']}; "
+        f"tables versus truth differences: {report['truth_differences']}"
+    )
+    print(
+        f"lag p50 {report['lag_ms']['p50']:.1f} ms, "
+        f"p99 {report['lag_ms']['p99']:.1f} ms;"
+        f" throughput {report['throughput_events_per_s']:,.0f} events/s;"
+        f" whole job {report['duration_s']:.0f} s"
+    )
     print(f"report: {json_path} and {html_path}")
     token = mint_token(settings, "alice", ttl_s=86_400)
     url = settings.api_url
     print("\nThe API is still running. Try it (make down stops everything):")
     print(f"  export TOKEN={token}")
     print(f"  curl -s '{url}/messages?limit=5'")
-    print(f"  curl -s -X POST {url}/messages -H \"Authorization: Bearer $TOKEN\" "
-          "-H 'Content-Type: application/json' -d '{\"body\": \"Hello from curl!\"}'")
-    print(f"  curl -s -X PUT {url}/messages/MESSAGE_ID/likes "
-          "-H \"Authorization: Bearer $TOKEN\"")
-    print(f"  curl -s '{url}/stats/messages/daily?from={report['daily'][0]['day']}"
-          f"&to={report['daily'][-1]['day']}'")
+    print(
+        f'  curl -s -X POST {url}/messages -H "Authorization: Bearer $TOKEN" '
+        "-H 'Content-Type: application/json' -d '{\"body\": \"Hello from curl!\"}'"
+    )
+    print(
+        f"  curl -s -X PUT {url}/messages/MESSAGE_ID/likes "
+        '-H "Authorization: Bearer $TOKEN"'
+    )
+    print(
+        f"  curl -s '{url}/stats/messages/daily?from={report['daily'][0]['day']}"
+        f"&to={report['daily'][-1]['day']}'"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -279,10 +377,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=3)
     parser.add_argument("--messages-per-day", type=int, default=300)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--duration-s", type=float, default=0.0,
-                        help="spread the sending over this many seconds (0: at once)")
-    parser.add_argument("--spark-master", default=None,
-                        help="Spark master URL (default SOCIALSTREAM_SPARK_MASTER)")
+    parser.add_argument(
+        "--duration-s",
+        type=float,
+        default=0.0,
+        help="spread the sending over this many seconds (0: at once)",
+    )
+    parser.add_argument(
+        "--spark-master",
+        default=None,
+        help="Spark master URL (default SOCIALSTREAM_SPARK_MASTER)",
+    )
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()

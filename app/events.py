@@ -31,7 +31,9 @@ MICROS_PER_DAY = 86_400_000_000
 # Epoch milliseconds below this (1973-03-03) are taken for a value in seconds.
 MIN_EPOCH_MILLIS = 100_000_000_000
 
-EventType: TypeAlias = Literal["MessagePosted", "LikeAdded", "LikeRemoved", "ViewRecorded"]
+EventType: TypeAlias = Literal[
+    "MessagePosted", "LikeAdded", "LikeRemoved", "ViewRecorded"
+]
 TOPIC_OF_TYPE: dict[str, str] = {
     "MessagePosted": "messages",
     "LikeAdded": "likes",
@@ -49,7 +51,11 @@ _FIELDS_OF_TYPE: dict[str, tuple[str, ...]] = {
     "LikeAdded": (*_COMMON_FIELDS, "message_id", "user"),
     "LikeRemoved": (*_COMMON_FIELDS, "message_id", "user"),
     "ViewRecorded": (
-        *_COMMON_FIELDS, "message_id", "user", "started_at", "duration_ms",
+        *_COMMON_FIELDS,
+        "message_id",
+        "user",
+        "started_at",
+        "duration_ms",
     ),
 }
 
@@ -228,7 +234,9 @@ def check_fields(value: dict[str, Any], allowed: tuple[str, ...]) -> None:
             raise InvalidEvent(name, "is required")
     for name in value:
         if name not in allowed:
-            raise InvalidEvent(name, f"is not a known field; allowed: {', '.join(allowed)}")
+            raise InvalidEvent(
+                name, f"is not a known field; allowed: {', '.join(allowed)}"
+            )
 
 
 def parse_uuid(value: Any, field: str) -> str:
@@ -247,8 +255,7 @@ def parse_user(value: Any, field: str) -> str:
     if not isinstance(value, str) or not _USER_RE.fullmatch(value):
         raise InvalidEvent(
             field,
-            f"must be 1 to {USER_MAX_CHARS} characters of letters, digits "
-            "and _ . @ -",
+            f"must be 1 to {USER_MAX_CHARS} characters of letters, digits and _ . @ -",
         )
     return value
 
@@ -268,9 +275,7 @@ def parse_body(value: Any) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidEvent(
-            "body", "must not contain lone UTF-16 surrogates"
-        ) from None
+        raise InvalidEvent("body", "must not contain lone UTF-16 surrogates") from None
     return value
 
 
@@ -350,7 +355,9 @@ def parse_day(value: str, field: str) -> int:
     try:
         return date_to_day(date.fromisoformat(value))
     except (TypeError, ValueError):
-        raise InvalidEvent(field, f"must be a date as YYYY-MM-DD, got {value!r}") from None
+        raise InvalidEvent(
+            field, f"must be a date as YYYY-MM-DD, got {value!r}"
+        ) from None
 
 
 # ---------------------------------------------------------------- ids

@@ -26,7 +26,9 @@ def worker_topics(settings: Settings) -> list[str]:
     ]
 
 
-async def group_lag(settings: Settings, group: str, topics: list[str]) -> dict[str, int]:
+async def group_lag(
+    settings: Settings, group: str, topics: list[str]
+) -> dict[str, int]:
     """Return, per topic, end offset minus the group's committed offset.
 
     Raises LookupError when a topic does not exist (yet).
@@ -46,7 +48,9 @@ async def group_lag(settings: Settings, group: str, topics: list[str]) -> dict[s
         if missing:
             raise LookupError(f"topics not found: {', '.join(missing)}")
         ends = await consumer.end_offsets(partitions)
-        committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        committed = await admin.list_consumer_group_offsets(
+            group, partitions=partitions
+        )
     finally:
         await admin.close()
         await consumer.stop()

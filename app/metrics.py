@@ -54,8 +54,12 @@ PARKED = "socialstream_parked_likes_total"
 UNPARKED = "socialstream_unparked_likes_total"
 
 counters = Counters()
-counters.describe(REJECTED, "Events rejected by the API or sent to the dead-letter topic.")
-counters.describe(DUPLICATES, "Events ignored because their event id was already applied.")
+counters.describe(
+    REJECTED, "Events rejected by the API or sent to the dead-letter topic."
+)
+counters.describe(
+    DUPLICATES, "Events ignored because their event id was already applied."
+)
 counters.describe(APPLIED, "Events applied by the agents.")
 counters.describe(PARKED, "Likes parked because their message had not arrived.")
 counters.describe(UNPARKED, "Parked likes applied or dead-lettered since.")
@@ -74,7 +78,7 @@ class LagRecorder:
         self._capacity = capacity
         self._values: list[float] = []
         self._seen = 0
-        self._random = random.Random(seed)
+        self._random = random.Random(seed)  # noqa: S311 - sampling, not secrets
         self._lock = threading.Lock()
 
     def record(self, lag_ms: float) -> None:

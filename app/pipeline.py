@@ -145,7 +145,7 @@ def create_pipeline(settings: Settings, *, with_web: bool = True) -> Pipeline:
         register_api(pipeline)
         register_stats_views(pipeline)
 
-    @app.task
+    @app.task  # type: ignore[untyped-decorator]
     async def log_start() -> None:
         logger.info("worker started with settings %s", settings.redacted())
         await store.start()

@@ -29,7 +29,9 @@ def write_report(report: dict[str, Any], state_dir: Path) -> tuple[Path, Path]:
 
 
 def bar_chart(
-    title: str, labels: Sequence[str], series: dict[str, Sequence[float]],
+    title: str,
+    labels: Sequence[str],
+    series: dict[str, Sequence[float]],
     stacked: bool = False,
 ) -> str:
     """Return an SVG bar chart: one group of bars per label, one bar per series."""
@@ -37,10 +39,13 @@ def bar_chart(
     plot_w = CHART_WIDTH - margin_left - 20
     plot_h = CHART_HEIGHT - margin_bottom - top
     if stacked:
-        peak = max((sum(values) for values in zip(*series.values(), strict=True)),
-                   default=0.0)
+        peak = max(
+            (sum(values) for values in zip(*series.values(), strict=True)), default=0.0
+        )
     else:
-        peak = max((max(values, default=0.0) for values in series.values()), default=0.0)
+        peak = max(
+            (max(values, default=0.0) for values in series.values()), default=0.0
+        )
     peak = peak or 1.0
     group_w = plot_w / max(1, len(labels))
     bar_w = group_w * 0.8 / (1 if stacked else max(1, len(series)))
@@ -56,7 +61,7 @@ def bar_chart(
     ]
     for index, label in enumerate(labels):
         x0 = margin_left + index * group_w + group_w * 0.1
-        base = top + plot_h
+        base: float = top + plot_h
         for number, (_name, values) in enumerate(series.items()):
             value = values[index]
             height = plot_h * value / peak
@@ -105,22 +110,45 @@ def render_html(report: dict[str, Any]) -> str:
     days = report["daily"]
     labels = [row["day"] for row in days]
     charts = [
-        bar_chart("Messages per day", labels, {"messages": [r["messages"] for r in days]}),
-        bar_chart("Likes per day", labels, {
-            "likes": [r["likes"] for r in days], "unlikes": [r["unlikes"] for r in days],
-        }),
-        bar_chart("View time per day (minutes)", labels, {
-            "view time": [r["view_ms"] / 60_000 for r in days],
-        }),
-        bar_chart("Sentiment per day", labels, {
-            "positive": [r["sentiment"]["positive"] for r in days],
-            "neutral": [r["sentiment"]["neutral"] for r in days],
-            "negative": [r["sentiment"]["negative"] for r in days],
-        }, stacked=True),
+        bar_chart(
+            "Messages per day", labels, {"messages": [r["messages"] for r in days]}
+        ),
+        bar_chart(
+            "Likes per day",
+            labels,
+            {
+                "likes": [r["likes"] for r in days],
+                "unlikes": [r["unlikes"] for r in days],
+            },
+        ),
+        bar_chart(
+            "View time per day (minutes)",
+            labels,
+            {
+                "view time": [r["view_ms"] / 60_000 for r in days],
+            },
+        ),
+        bar_chart(
+            "Sentiment per day",
+            labels,
+            {
+                "positive": [r["sentiment"]["positive"] for r in days],
+                "neutral": [r["sentiment"]["neutral"] for r in days],
+                "negative": [r["sentiment"]["negative"] for r in days],
+            },
+            stacked=True,
+        ),
     ]
     daily_rows = [
-        (r["day"], r["messages"], r["likes"], r["unlikes"], r["views"],
-         round(r["view_ms"] / 1000), r["sentiment"]["mean_compound"])
+        (
+            r["day"],
+            r["messages"],
+            r["likes"],
+            r["unlikes"],
+            r["views"],
+            round(r["view_ms"] / 1000),
+            r["sentiment"]["mean_compound"],
+        )
         for r in days
     ]
     run = report["run"]
@@ -129,29 +157,52 @@ def render_html(report: dict[str, Any]) -> str:
         ("events processed", report["events_processed"]),
         ("stream versus batch differences", report["differences"]),
         ("tables versus simulator truth differences", report["truth_differences"]),
-        ("end-to-end lag p50 / p99 (ms)",
-         f"{report['lag_ms']['p50']:.1f} / {report['lag_ms']['p99']:.1f}"),
+        (
+            "end-to-end lag p50 / p99 (ms)",
+            f"{report['lag_ms']['p50']:.1f} / {report['lag_ms']['p99']:.1f}",
+        ),
         ("throughput (events/s)", f"{report['throughput_events_per_s']:,.0f}"),
         ("duration (s)", f"{report['duration_s']:.1f}"),
         ("deployment", run["deployment"]),
     ]
     sections = [
-        "<h2>Summary</h2>", _table(("figure", "value"), summary_rows),
+        "<h2>Summary</h2>",
+        _table(("figure", "value"), summary_rows),
         "<h2>Per day</h2>",
-        _table(("day", "messages", "likes", "unlikes", "views", "view time (s)",
-                "mean compound"), daily_rows),
+        _table(
+            (
+                "day",
+                "messages",
+                "likes",
+                "unlikes",
+                "views",
+                "view time (s)",
+                "mean compound",
+            ),
+            daily_rows,
+        ),
         "<div class='charts'>" + "".join(charts) + "</div>",
         "<h2>Top users by messages</h2>",
-        _table(("user", "messages"), [(u["user"], u["messages"])
-                                      for u in report["top_users"]]),
+        _table(
+            ("user", "messages"),
+            [(u["user"], u["messages"]) for u in report["top_users"]],
+        ),
         "<h2>Most liked messages</h2>",
-        _table(("message", "author", "likes", "body"),
-               [(m["message_id"], m["user"], m["like_count"], m["body"])
-                for m in report["most_liked"]]),
+        _table(
+            ("message", "author", "likes", "body"),
+            [
+                (m["message_id"], m["user"], m["like_count"], m["body"])
+                for m in report["most_liked"]
+            ],
+        ),
         "<h2>Most viewed messages</h2>",
-        _table(("message", "views", "view time (s)"),
-               [(m["message_id"], m["views"], round(m["view_ms"] / 1000))
-                for m in report["most_viewed"]]),
+        _table(
+            ("message", "views", "view time (s)"),
+            [
+                (m["message_id"], m["views"], round(m["view_ms"] / 1000))
+                for m in report["most_viewed"]
+            ],
+        ),
         "<h2>Stream versus batch</h2>",
         _differences(report),
     ]
@@ -165,7 +216,8 @@ def render_html(report: dict[str, Any]) -> str:
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>socialstream report</title><style>{style}</style></head><body>"
         f"<h1>socialstream: {html.escape(run['started_at'])}</h1>"
-        + "".join(sections) + "</body></html>"
+        + "".join(sections)
+        + "</body></html>"
     )
 
 
@@ -173,6 +225,8 @@ def _differences(report: dict[str, Any]) -> str:
     listed = report.get("difference_list", [])
     if not listed:
         return "<p>No differences: the Spark backfill equals the live tables.</p>"
-    rows = [(d["endpoint"], d["key"], d["field"], d["batch"], d["live"])
-            for d in listed[:100]]
+    rows = [
+        (d["endpoint"], d["key"], d["field"], d["batch"], d["live"])
+        for d in listed[:100]
+    ]
     return _table(("endpoint", "key", "field", "batch", "live"), rows)

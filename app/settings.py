@@ -216,8 +216,8 @@ def _convert(name: str, raw: str, default: object) -> object:
         if isinstance(default, float):
             return float(raw)
     except ValueError:
-        kind = type(default).__name__
-        raise SettingsError(f"{name} must be a {kind}, got {raw!r}") from None
+        kind = "an integer" if isinstance(default, int) else "a number"
+        raise SettingsError(f"{name} must be {kind}, got {raw!r}") from None
     if isinstance(default, Path):
         return Path(raw)
     return raw

@@ -42,9 +42,19 @@ LOADGEN = str(PROJECT_ROOT / "bench" / "loadgen.py")
 
 def load(url: str, rate: float, seconds: float, *extra: str) -> dict[str, float]:
     result = subprocess.run(
-        [sys.executable, LOADGEN, url, "--rate", str(rate), "--seconds", str(seconds),
-         *extra],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            LOADGEN,
+            url,
+            "--rate",
+            str(rate),
+            "--seconds",
+            str(seconds),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         raise RuntimeError(f"load generator failed on {url}: {result.stderr[-2000:]}")
@@ -94,14 +104,28 @@ def main() -> int:
         token = mint_token(settings, "bench-user", ttl_s=3600)
         targets = {
             "baseline (bare aiohttp, same bytes)": (
-                f"http://127.0.0.1:{baseline_port}/", args.rate, ()),
+                f"http://127.0.0.1:{baseline_port}/",
+                args.rate,
+                (),
+            ),
             "feed GET /messages?limit=20": (feed_url, args.rate, ()),
             "table read GET /stats/users/user1/messages": (
-                f"{settings.api_url}/stats/users/user1/messages", args.rate, ()),
+                f"{settings.api_url}/stats/users/user1/messages",
+                args.rate,
+                (),
+            ),
             "post POST /messages": (
-                f"{settings.api_url}/messages", args.post_rate,
-                ("--method", "POST", "--body", '{"body": "benchmark message"}',
-                 "--header", f"Authorization: Bearer {token}")),
+                f"{settings.api_url}/messages",
+                args.post_rate,
+                (
+                    "--method",
+                    "POST",
+                    "--body",
+                    '{"body": "benchmark message"}',
+                    "--header",
+                    f"Authorization: Bearer {token}",
+                ),
+            ),
         }
         results: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
         for run in range(args.runs):
@@ -117,18 +141,22 @@ def main() -> int:
 
     rows = []
     for name, outcomes in results.items():
-        rows.append((
-            f"{name}: rps / p50 / p99 ms / errors",
-            f"{median([o['achieved_rps'] for o in outcomes]):.0f} / "
-            f"{median([o['p50_ms'] for o in outcomes]):.2f} / "
-            f"{median([o['p99_ms'] for o in outcomes]):.2f} / "
-            f"{int(sum(o['errors'] for o in outcomes))}",
-        ))
+        rows.append(
+            (
+                f"{name}: rps / p50 / p99 ms / errors",
+                f"{median([o['achieved_rps'] for o in outcomes]):.0f} / "
+                f"{median([o['p50_ms'] for o in outcomes]):.2f} / "
+                f"{median([o['p99_ms'] for o in outcomes]):.2f} / "
+                f"{int(sum(o['errors'] for o in outcomes))}",
+            )
+        )
     for name, value in rows:
         print(f"{name}: {value}")
     if not args.no_record:
-        command = (f"python bench/api_latency.py --rate {args.rate:g} "
-                   f"--seconds {args.seconds:g} --runs {args.runs}")
+        command = (
+            f"python bench/api_latency.py --rate {args.rate:g} "
+            f"--seconds {args.seconds:g} --runs {args.runs}"
+        )
         append_result("API latency", command, rows)
     return 0
 

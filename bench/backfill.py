@@ -46,26 +46,39 @@ def write_archive(folder: Path, count: int, seed: int = 1) -> int:
     first_day = now_micros() // MICROS_PER_DAY - DAYS + 1
     n_messages = max(1, int(count * MIX["messages"]))
     n_likes = int(count * MIX["likes"])
-    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n_messages)]
+    ids = [
+        str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n_messages)
+    ]
     offsets = [0] * PARTITIONS
     groups: dict[tuple[str, str], dict[str, list[object]]] = defaultdict(
         lambda: {name: [] for name in FILE_SCHEMA.names}
     )
 
-    def add(kind: str, topic: str, message_id: str, user: str, at: int,
-            **extra: object) -> None:
+    def add(
+        kind: str, topic: str, message_id: str, user: str, at: int, **extra: object
+    ) -> None:
         partition = hash(message_id) % PARTITIONS
         offset = offsets[partition]
         offsets[partition] += 1
         day = at // MICROS_PER_DAY
         columns = groups[(kind, day_to_date(day).isoformat())]
         row = {
-            "topic": topic, "partition": partition, "offset": offset,
-            "kafka_timestamp": at, "key": message_id.encode(),
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "kafka_timestamp": at,
+            "key": message_id.encode(),
             "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            "occurred_at": at, "message_id": message_id, "user": user,
-            "body": None, "created_at": None, "started_at": None,
-            "duration_ms": None, "raw": None, "error": None, **extra,
+            "occurred_at": at,
+            "message_id": message_id,
+            "user": user,
+            "body": None,
+            "created_at": None,
+            "started_at": None,
+            "duration_ms": None,
+            "raw": None,
+            "error": None,
+            **extra,
         }
         for name in FILE_SCHEMA.names:
             columns[name].append(row[name])
@@ -73,8 +86,15 @@ def write_archive(folder: Path, count: int, seed: int = 1) -> int:
     span = DAYS * MICROS_PER_DAY
     for index, message_id in enumerate(ids):
         at = first_day * MICROS_PER_DAY + index * span // n_messages
-        add("MessagePosted", "messages", message_id, f"user{index % 1000}", at,
-            body=BODIES[index % len(BODIES)], created_at=at)
+        add(
+            "MessagePosted",
+            "messages",
+            message_id,
+            f"user{index % 1000}",
+            at,
+            body=BODIES[index % len(BODIES)],
+            created_at=at,
+        )
     for index in range(count - n_messages):
         message_id = ids[int(rng.paretovariate(1.2)) % n_messages]
         at = first_day * MICROS_PER_DAY + index * span // (count - n_messages)
@@ -83,8 +103,15 @@ def write_archive(folder: Path, count: int, seed: int = 1) -> int:
             kind = rng.choice(["LikeAdded", "LikeAdded", "LikeRemoved"])
             add(kind, "likes", message_id, user, at)
         else:
-            add("ViewRecorded", "views", message_id, user, at, started_at=at - 1_000_000,
-                duration_ms=rng.randrange(100, 60_000))
+            add(
+                "ViewRecorded",
+                "views",
+                message_id,
+                user,
+                at,
+                started_at=at - 1_000_000,
+                duration_ms=rng.randrange(100, 60_000),
+            )
 
     for (kind, day), columns in groups.items():
         path = folder / f"type={kind}" / f"date={day}"
@@ -100,8 +127,12 @@ def time_spark(folder: Path, settings: Settings) -> float:
     from batch_backfill import aggregates
     from batch_backfill.spark import build_session
 
-    spark = build_session(settings, app_name="bench-backfill", master="local[2]",
-                          extra={"spark.ui.showConsoleProgress": "false"})
+    spark = build_session(
+        settings,
+        app_name="bench-backfill",
+        master="local[2]",
+        extra={"spark.ui.showConsoleProgress": "false"},
+    )
     try:
         started = time.perf_counter()
         rows = aggregates.read_archive(spark, str(folder))
@@ -109,11 +140,17 @@ def time_spark(folder: Path, settings: Settings) -> float:
         accepted = classified.where(F.col("status") == aggregates.ACCEPTED)
         messages = aggregates.scored_messages(accepted).cache()
         figures = aggregates.compute_figures(
-            messages, aggregates.accepted_likes(accepted),
+            messages,
+            aggregates.accepted_likes(accepted),
             aggregates.accepted_views(accepted),
         )
-        for frame in (figures.daily, figures.user_daily, figures.user_totals,
-                      figures.message_daily, figures.message_totals):
+        for frame in (
+            figures.daily,
+            figures.user_daily,
+            figures.user_totals,
+            figures.message_daily,
+            figures.message_totals,
+        ):
             frame.write.format("noop").mode("overwrite").save()
         return time.perf_counter() - started
     finally:
@@ -204,14 +241,19 @@ def main() -> int:
         try:
             started = time.perf_counter()
             n_messages = write_archive(folder, count)
-            print(f"{count:,} events written in {time.perf_counter() - started:.0f} s",
-                  flush=True)
+            print(
+                f"{count:,} events written in {time.perf_counter() - started:.0f} s",
+                flush=True,
+            )
             spark_s, duck_s = [], []
             for run in range(args.runs):
                 spark_s.append(time_spark(folder, settings))
                 duck_s.append(time_duckdb(folder, settings.retention_days))
-                print(f"{count:,} run {run + 1}: spark {spark_s[-1]:.1f} s, "
-                      f"duckdb {duck_s[-1]:.1f} s", flush=True)
+                print(
+                    f"{count:,} run {run + 1}: spark {spark_s[-1]:.1f} s, "
+                    f"duckdb {duck_s[-1]:.1f} s",
+                    flush=True,
+                )
             vader_s = time_vader(n_messages)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -220,15 +262,20 @@ def main() -> int:
             (f"{count:,} events: Spark local[2], median s", f"{spark:.1f}"),
             (f"{count:,} events: DuckDB (no sentiment), median s", f"{duck:.1f}"),
             (f"{count:,} events: Spark / DuckDB", f"{spark / duck:.1f}"),
-            (f"{count:,} events: VADER on {n_messages:,} bodies, one thread, s",
-             f"{vader_s:.1f}"),
+            (
+                f"{count:,} events: VADER on {n_messages:,} bodies, one thread, s",
+                f"{vader_s:.1f}",
+            ),
         ]
     for name, value in rows:
         print(f"{name}: {value}")
     if not args.no_record:
         sizes = " ".join(str(count) for count in args.events)
-        append_result("Backfill", f"python bench/backfill.py --events {sizes} "
-                      f"--runs {args.runs}", rows)
+        append_result(
+            "Backfill",
+            f"python bench/backfill.py --events {sizes} --runs {args.runs}",
+            rows,
+        )
     return 0
 
 

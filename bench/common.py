@@ -61,7 +61,9 @@ def isolated_settings(name: str, **overrides: str) -> Settings:
     return Settings.from_env(env)
 
 
-def workload(count: int, seed: int = 1, messages: int | None = None) -> Iterator[Record]:
+def workload(
+    count: int, seed: int = 1, messages: int | None = None
+) -> Iterator[Record]:
     """Yield ``count`` records of the benchmark mix, each about 150-250 bytes.
 
     Messages come first so that every like and view refers to a posted one.
@@ -71,11 +73,17 @@ def workload(count: int, seed: int = 1, messages: int | None = None) -> Iterator
     n_likes = int(count * MIX["likes"])
     n_views = count - n_messages - n_likes
     today = now_micros() // MICROS_PER_DAY * MICROS_PER_DAY
-    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n_messages)]
+    ids = [
+        str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n_messages)
+    ]
     for index, message_id in enumerate(ids):
-        event = make_event("MessagePosted", message_id=message_id,
-                           user=f"user{index % 1000}", occurred_at=today + index,
-                           body=BODIES[index % len(BODIES)])
+        event = make_event(
+            "MessagePosted",
+            message_id=message_id,
+            user=f"user{index % 1000}",
+            occurred_at=today + index,
+            body=BODIES[index % len(BODIES)],
+        )
         yield Record("messages", message_id.encode(), event.to_json())
     kinds = ["likes"] * n_likes + ["views"] * n_views
     rng.shuffle(kinds)
@@ -84,27 +92,43 @@ def workload(count: int, seed: int = 1, messages: int | None = None) -> Iterator
         user = f"user{rng.randrange(5000)}"
         at = today + 10_000 + index
         if kind == "likes":
-            event = make_event(rng.choice(["LikeAdded", "LikeAdded", "LikeRemoved"]),
-                               message_id=message_id, user=user, occurred_at=at)
+            event = make_event(
+                rng.choice(["LikeAdded", "LikeAdded", "LikeRemoved"]),
+                message_id=message_id,
+                user=user,
+                occurred_at=at,
+            )
         else:
-            event = make_event("ViewRecorded", message_id=message_id, user=user,
-                               occurred_at=at, started_at=at - 1_000_000,
-                               duration_ms=rng.randrange(100, 60_000))
+            event = make_event(
+                "ViewRecorded",
+                message_id=message_id,
+                user=user,
+                occurred_at=at,
+                started_at=at - 1_000_000,
+                duration_ms=rng.randrange(100, 60_000),
+            )
         yield Record(kind, message_id.encode(), event.to_json())
 
 
 async def produce(settings: Settings, records: list[Record]) -> float:
     """Send every record, one Kafka record each; return the seconds it took."""
     await create_event_topics(settings)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap,
-                                acks="all", linger_ms=5, max_batch_size=262_144)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        linger_ms=5,
+        max_batch_size=262_144,
+    )
     await producer.start()
     started = time.perf_counter()
     try:
         pending = []
         for record in records:
-            pending.append(await producer.send(settings.topic(record.topic),
-                                               record.value, key=record.key))
+            pending.append(
+                await producer.send(
+                    settings.topic(record.topic), record.value, key=record.key
+                )
+            )
             if len(pending) >= 10_000:
                 await asyncio.gather(*pending)
                 pending.clear()
@@ -117,18 +141,25 @@ async def produce(settings: Settings, records: list[Record]) -> float:
 def start_worker(
     settings: Settings, log: Path, log_level: str = "WARNING"
 ) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **{
-        "SOCIALSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-        "SOCIALSTREAM_APP_ID": settings.app_id,
-        "SOCIALSTREAM_MONGO_DB": settings.mongo_db,
-        "SOCIALSTREAM_API_PORT": str(settings.api_port),
-        "SOCIALSTREAM_LOG_LEVEL": log_level,
-    }}
+    env = {
+        **os.environ,
+        **{
+            "SOCIALSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+            "SOCIALSTREAM_APP_ID": settings.app_id,
+            "SOCIALSTREAM_MONGO_DB": settings.mongo_db,
+            "SOCIALSTREAM_API_PORT": str(settings.api_port),
+            "SOCIALSTREAM_LOG_LEVEL": log_level,
+        },
+    }
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "app.cli", "worker"],
-                                stdout=out, stderr=subprocess.STDOUT, env=env,
-                                cwd=PROJECT_ROOT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=PROJECT_ROOT,
+        )
 
 
 def wait_healthy(url: str, timeout: float = 120.0, path: str = "/health") -> None:
@@ -152,8 +183,12 @@ def machine() -> str:
 def append_result(section: str, command: str, rows: list[tuple[str, str]]) -> None:
     """Append a dated result block to docs/benchmarks.md."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [f"\n### {section}: {stamp}\n", f"Machine: {machine()}. Command: `{command}`\n",
-             "| figure | value |", "| --- | --- |"]
+    lines = [
+        f"\n### {section}: {stamp}\n",
+        f"Machine: {machine()}. Command: `{command}`\n",
+        "| figure | value |",
+        "| --- | --- |",
+    ]
     lines += [f"| {name} | {value} |" for name, value in rows]
     with RESULTS.open("a", encoding="utf-8") as out:
         out.write("\n".join(lines) + "\n")

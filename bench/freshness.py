@@ -53,10 +53,12 @@ async def background_load(settings: Settings, rate: float, stop: asyncio.Event) 
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=2)
     await producer.start()
     message_id = new_message_id()
-    posted = make_event("MessagePosted", message_id=message_id, user="loader",
-                        body="background load")
-    await producer.send_and_wait(settings.topic("messages"), posted.to_json(),
-                                 key=message_id.encode())
+    posted = make_event(
+        "MessagePosted", message_id=message_id, user="loader", body="background load"
+    )
+    await producer.send_and_wait(
+        settings.topic("messages"), posted.to_json(), key=message_id.encode()
+    )
     started = time.perf_counter()
     sent = 0
     try:
@@ -64,18 +66,26 @@ async def background_load(settings: Settings, rate: float, stop: asyncio.Event) 
             due = int((time.perf_counter() - started) * rate)
             while sent < due:
                 now = now_micros()
-                view = make_event("ViewRecorded", message_id=message_id,
-                                  user=f"viewer{sent % 500}", occurred_at=now,
-                                  started_at=now - 1000, duration_ms=500)
-                await producer.send(settings.topic("views"), view.to_json(),
-                                    key=message_id.encode())
+                view = make_event(
+                    "ViewRecorded",
+                    message_id=message_id,
+                    user=f"viewer{sent % 500}",
+                    occurred_at=now,
+                    started_at=now - 1000,
+                    duration_ms=500,
+                )
+                await producer.send(
+                    settings.topic("views"), view.to_json(), key=message_id.encode()
+                )
                 sent += 1
             await asyncio.sleep(0.005)
     finally:
         await producer.stop()
 
 
-async def wait_visible(session: aiohttp.ClientSession, url: str, check: object) -> float:
+async def wait_visible(
+    session: aiohttp.ClientSession, url: str, check: object
+) -> float:
     started = time.perf_counter()
     while time.perf_counter() - started < 30:
         async with session.get(url) as response:
@@ -85,25 +95,37 @@ async def wait_visible(session: aiohttp.ClientSession, url: str, check: object) 
     raise TimeoutError(f"{url} did not show the write within 30 s")
 
 
-async def probe(session: aiohttp.ClientSession, settings: Settings, token: str,
-                user: str) -> tuple[float, float, float]:
+async def probe(
+    session: aiohttp.ClientSession, settings: Settings, token: str, user: str
+) -> tuple[float, float, float]:
     headers = {"Authorization": f"Bearer {token}"}
     base = settings.api_url
-    async with session.post(f"{base}/messages", json={"body": f"probe {uuid.uuid4()}"},
-                            headers=headers) as response:
+    async with session.post(
+        f"{base}/messages", json={"body": f"probe {uuid.uuid4()}"}, headers=headers
+    ) as response:
         assert response.status == 201, await response.text()
         message = await response.json()
     message_id = message["message_id"]
     before = await _user_total(session, base, user)
-    feed_ms = await wait_visible(session, f"{base}/messages/{message_id}",
-                                 lambda body: body.get("message_id") == message_id)
-    rollup_ms = await wait_visible(session, f"{base}/stats/users/{user}/messages",
-                                   lambda body: body["total"] > before)
-    async with session.put(f"{base}/messages/{message_id}/likes",
-                           headers=headers) as response:
+    feed_ms = await wait_visible(
+        session,
+        f"{base}/messages/{message_id}",
+        lambda body: body.get("message_id") == message_id,
+    )
+    rollup_ms = await wait_visible(
+        session,
+        f"{base}/stats/users/{user}/messages",
+        lambda body: body["total"] > before,
+    )
+    async with session.put(
+        f"{base}/messages/{message_id}/likes", headers=headers
+    ) as response:
         assert response.status < 300, await response.text()
-    like_ms = await wait_visible(session, f"{base}/stats/messages/{message_id}/likes",
-                                 lambda body: body["like_count"] == 1)
+    like_ms = await wait_visible(
+        session,
+        f"{base}/stats/messages/{message_id}/likes",
+        lambda body: body["like_count"] == 1,
+    )
     return feed_ms, like_ms, rollup_ms + feed_ms
 
 
@@ -115,8 +137,12 @@ async def _user_total(session: aiohttp.ClientSession, base: str, user: str) -> i
 async def kafka_baseline(settings: Settings, samples: int) -> list[float]:
     topic = settings.topic("baseline")
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap,
-                                auto_offset_reset="latest", fetch_max_wait_ms=5)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="latest",
+        fetch_max_wait_ms=5,
+    )
     await producer.start()
     await producer.send_and_wait(topic, b"warm-up")
     await consumer.start()
@@ -148,7 +174,9 @@ async def one_run(probes: int, rate: float) -> dict[str, float]:
         feed, like, rollup = [], [], []
         async with aiohttp.ClientSession() as session:
             for _ in range(probes):
-                feed_ms, like_ms, rollup_ms = await probe(session, settings, token, user)
+                feed_ms, like_ms, rollup_ms = await probe(
+                    session, settings, token, user
+                )
                 feed.append(feed_ms)
                 like.append(like_ms)
                 rollup.append(rollup_ms)
@@ -160,10 +188,14 @@ async def one_run(probes: int, rate: float) -> dict[str, float]:
         worker.terminate()
         worker.wait(timeout=60)
     return {
-        "feed_p50": percentile(feed, 0.5), "feed_p99": percentile(feed, 0.99),
-        "like_p50": percentile(like, 0.5), "like_p99": percentile(like, 0.99),
-        "rollup_p50": percentile(rollup, 0.5), "rollup_p99": percentile(rollup, 0.99),
-        "kafka_p50": percentile(baseline, 0.5), "kafka_p99": percentile(baseline, 0.99),
+        "feed_p50": percentile(feed, 0.5),
+        "feed_p99": percentile(feed, 0.99),
+        "like_p50": percentile(like, 0.5),
+        "like_p99": percentile(like, 0.99),
+        "rollup_p50": percentile(rollup, 0.5),
+        "rollup_p99": percentile(rollup, 0.99),
+        "kafka_p50": percentile(baseline, 0.5),
+        "kafka_p99": percentile(baseline, 0.99),
         "kafka_mean": statistics.fmean(baseline),
     }
 
@@ -171,8 +203,9 @@ async def one_run(probes: int, rate: float) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--probes", type=int, default=200)
-    parser.add_argument("--rate", type=float, default=1000.0,
-                        help="background events per second")
+    parser.add_argument(
+        "--rate", type=float, default=1000.0, help="background events per second"
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
@@ -181,8 +214,10 @@ def main() -> int:
     for run in range(args.runs):
         result = asyncio.run(one_run(args.probes, args.rate))
         runs.append(result)
-        print(f"run {run + 1}: " + ", ".join(f"{k}={v:.1f}" for k, v in result.items()),
-              flush=True)
+        print(
+            f"run {run + 1}: " + ", ".join(f"{k}={v:.1f}" for k, v in result.items()),
+            flush=True,
+        )
 
     def row(label: str, key: str) -> tuple[str, str]:
         p50 = median([r[f"{key}_p50"] for r in runs])
@@ -200,8 +235,10 @@ def main() -> int:
     for name, value in rows:
         print(f"{name}: {value}")
     if not args.no_record:
-        command = (f"python bench/freshness.py --probes {args.probes} "
-                   f"--rate {args.rate:g} --runs {args.runs}")
+        command = (
+            f"python bench/freshness.py --probes {args.probes} "
+            f"--rate {args.rate:g} --runs {args.runs}"
+        )
         append_result("Freshness", command, rows)
     return 0
 

@@ -56,9 +56,14 @@ def view_records(count: int) -> tuple[list[Record], str]:
     last = ""
     for index in range(count):
         message_id = str(uuid.uuid4())
-        event = make_event("ViewRecorded", message_id=message_id, user=f"u{index % 997}",
-                           occurred_at=today + index, started_at=today + index,
-                           duration_ms=1000 + index % 1000)
+        event = make_event(
+            "ViewRecorded",
+            message_id=message_id,
+            user=f"u{index % 997}",
+            occurred_at=today + index,
+            started_at=today + index,
+            duration_ms=1000 + index % 1000,
+        )
         records.append(Record("views", message_id.encode(), event.to_json()))
         last = message_id
     return records, last
@@ -108,8 +113,12 @@ def one_run(keys: int) -> dict[str, float]:
     shutil.rmtree(datadir)
     cold_s = time_to_first_read(settings, last_id, log)
     shutil.rmtree(datadir, ignore_errors=True)
-    return {"idle_mb": idle_mb, "loaded_mb": loaded_mb, "warm_s": warm_s,
-            "cold_s": cold_s}
+    return {
+        "idle_mb": idle_mb,
+        "loaded_mb": loaded_mb,
+        "warm_s": warm_s,
+        "cold_s": cold_s,
+    }
 
 
 def main() -> int:
@@ -123,21 +132,32 @@ def main() -> int:
     for run in range(args.runs):
         result = one_run(args.keys)
         runs.append(result)
-        print(f"run {run + 1}: " + ", ".join(f"{k}={v:.1f}" for k, v in result.items()),
-              flush=True)
+        print(
+            f"run {run + 1}: " + ", ".join(f"{k}={v:.1f}" for k, v in result.items()),
+            flush=True,
+        )
     rows = [
         ("distinct keys per table", f"{args.keys:,}"),
         ("idle worker RSS, median MB", f"{median([r['idle_mb'] for r in runs]):.0f}"),
-        ("loaded worker RSS, median MB", f"{median([r['loaded_mb'] for r in runs]):.0f}"),
-        ("restart with local RocksDB to first read, median s",
-         f"{median([r['warm_s'] for r in runs]):.1f}"),
-        ("restart from changelog only to first read, median s",
-         f"{median([r['cold_s'] for r in runs]):.1f}"),
+        (
+            "loaded worker RSS, median MB",
+            f"{median([r['loaded_mb'] for r in runs]):.0f}",
+        ),
+        (
+            "restart with local RocksDB to first read, median s",
+            f"{median([r['warm_s'] for r in runs]):.1f}",
+        ),
+        (
+            "restart from changelog only to first read, median s",
+            f"{median([r['cold_s'] for r in runs]):.1f}",
+        ),
     ]
     for name, value in rows:
         print(f"{name}: {value}")
     if not args.no_record:
-        command = f"python bench/memory_recovery.py --keys {args.keys} --runs {args.runs}"
+        command = (
+            f"python bench/memory_recovery.py --keys {args.keys} --runs {args.runs}"
+        )
         append_result("Memory and recovery", command, rows)
     return 0
 

@@ -49,7 +49,10 @@ def quix_run(settings: Settings, count: int) -> float:
     with tempfile.TemporaryDirectory(prefix="quix-state-") as state_dir:
         result = subprocess.run(
             [sys.executable, script, settings.topic_prefix, str(count), state_dir],
-            capture_output=True, text=True, timeout=1800, check=True,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=True,
         )
     return float(result.stdout.strip().splitlines()[-1])
 
@@ -81,10 +84,15 @@ async def worker_run(count: int, quix: bool = False) -> float:
 async def bare_loop_run(settings: Settings, count: int) -> float:
     """Count the topics' records with a bare consumer; return events per second."""
     consumer = AIOKafkaConsumer(
-        settings.topic("messages"), settings.topic("likes"), settings.topic("views"),
-        bootstrap_servers=settings.kafka_bootstrap, group_id=f"{settings.app_id}-bare",
-        auto_offset_reset="earliest", enable_auto_commit=False,
-        max_poll_records=5000, fetch_max_bytes=52_428_800,
+        settings.topic("messages"),
+        settings.topic("likes"),
+        settings.topic("views"),
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=f"{settings.app_id}-bare",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=5000,
+        fetch_max_bytes=52_428_800,
     )
     per_message: Counter[str] = Counter()
     per_user_day: Counter[tuple[str, str]] = Counter()
@@ -118,10 +126,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--quix", action="store_true",
-                        help="also run the Quix Streams baseline (bench extra)")
-    parser.add_argument("--no-record", action="store_true",
-                        help="print only; do not append to docs/benchmarks.md")
+    parser.add_argument(
+        "--quix",
+        action="store_true",
+        help="also run the Quix Streams baseline (bench extra)",
+    )
+    parser.add_argument(
+        "--no-record",
+        action="store_true",
+        help="print only; do not append to docs/benchmarks.md",
+    )
     args = parser.parse_args()
 
     worker_rates = []
@@ -129,8 +143,11 @@ def main() -> int:
         rate = asyncio.run(worker_run(args.events, args.quix))
         worker_rates.append(rate)
         quix_text = f", quix {QUIX_RATES[-1]:,.0f} events/s" if QUIX_RATES else ""
-        print(f"run {run + 1}: worker {rate:,.0f} events/s, "
-              f"bare loop {BARE_RATES[-1]:,.0f} events/s{quix_text}", flush=True)
+        print(
+            f"run {run + 1}: worker {rate:,.0f} events/s, "
+            f"bare loop {BARE_RATES[-1]:,.0f} events/s{quix_text}",
+            flush=True,
+        )
     worker, bare = median(worker_rates), median(BARE_RATES)
     rows = [
         ("events per run", f"{args.events:,}"),
@@ -141,13 +158,17 @@ def main() -> int:
     ]
     if QUIX_RATES:
         quix = median(QUIX_RATES)
-        rows += [("Quix Streams with RocksDB state, median events/s", f"{quix:,.0f}"),
-                 ("worker / Quix Streams", f"{worker / quix:.3f}")]
+        rows += [
+            ("Quix Streams with RocksDB state, median events/s", f"{quix:,.0f}"),
+            ("worker / Quix Streams", f"{worker / quix:.3f}"),
+        ]
     for name, value in rows:
         print(f"{name}: {value}")
     if not args.no_record:
-        command = (f"python bench/stream_throughput.py --events {args.events} "
-                   f"--runs {args.runs}" + (" --quix" if args.quix else ""))
+        command = (
+            f"python bench/stream_throughput.py --events {args.events} "
+            f"--runs {args.runs}" + (" --quix" if args.quix else "")
+        )
         append_result("Stream throughput", command, rows)
     return 0
 

@@ -238,8 +238,9 @@ def kafka_home(paths: Paths) -> Path:
 
 def install_kafka(paths: Paths) -> None:
     require_tool("java", "kafka")
-    _install_maven_project(paths, kafka_home(paths), "kafka", "kafka",
-                           f"Kafka {KAFKA_VERSION}")
+    _install_maven_project(
+        paths, kafka_home(paths), "kafka", "kafka", f"Kafka {KAFKA_VERSION}"
+    )
 
 
 def s3a_home(paths: Paths) -> Path:
@@ -247,8 +248,9 @@ def s3a_home(paths: Paths) -> Path:
 
 
 def install_s3a(paths: Paths) -> None:
-    _install_maven_project(paths, s3a_home(paths), "spark-s3a", "spark-s3a",
-                           f"hadoop-aws {S3A_VERSION}")
+    _install_maven_project(
+        paths, s3a_home(paths), "spark-s3a", "spark-s3a", f"hadoop-aws {S3A_VERSION}"
+    )
 
 
 def _install_maven_project(
@@ -262,10 +264,18 @@ def _install_maven_project(
     shutil.copy(PROJECT_ROOT / "stack" / stack_folder / "pom.xml", home / "pom.xml")
     print(f"installing {label} from Maven Central ...", flush=True)
     run_tool(
-        [mvn, "-q", "-B", "-f", str(home / "pom.xml"),
-         "dependency:copy-dependencies", f"-DoutputDirectory={home / 'libs'}",
-         "-DincludeScope=runtime"],
-        service, paths.log("install"),
+        [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(home / "pom.xml"),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={home / 'libs'}",
+            "-DincludeScope=runtime",
+        ],
+        service,
+        paths.log("install"),
     )
     (home / ".complete").touch()
 
@@ -279,15 +289,18 @@ def install_ferretdb(paths: Paths) -> None:
     if binary.exists():
         return
     go = require_tool("go", "ferretdb")
-    print(f"building FerretDB {FERRETDB_VERSION} from the Go module proxy ...",
-          flush=True)
+    print(
+        f"building FerretDB {FERRETDB_VERSION} from the Go module proxy ...", flush=True
+    )
     log = paths.log("install")
     # FerretDB embeds build/version/version.txt, which its release tooling
     # generates and the module zip lacks, so `go install` alone builds a
     # binary that panics at start-up. Build from a writable copy instead.
     download = subprocess.run(
         [go, "mod", "download", "-json", f"{FERRETDB_MODULE}@{FERRETDB_VERSION}"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if download.returncode != 0:
         raise StackError(
@@ -306,8 +319,9 @@ def install_ferretdb(paths: Paths) -> None:
     (version_dir / "version.txt").write_text(FERRETDB_VERSION + "\n")
     (version_dir / "package.txt").write_text("socialstream\n")
     binary.parent.mkdir(parents=True, exist_ok=True)
-    run_tool([go, "build", "-o", str(binary), "./cmd/ferretdb"], "ferretdb", log,
-             cwd=work)
+    run_tool(
+        [go, "build", "-o", str(binary), "./cmd/ferretdb"], "ferretdb", log, cwd=work
+    )
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -323,8 +337,10 @@ def install_minio(paths: Paths) -> None:
     print("building MinIO from the Go module proxy (a few minutes) ...", flush=True)
     binary.parent.mkdir(parents=True, exist_ok=True)
     run_tool(
-        [go, "install", f"{MINIO_MODULE}@{MINIO_VERSION}"], "minio",
-        paths.log("install"), env={**os.environ, "GOBIN": str(binary.parent)},
+        [go, "install", f"{MINIO_MODULE}@{MINIO_VERSION}"],
+        "minio",
+        paths.log("install"),
+        env={**os.environ, "GOBIN": str(binary.parent)},
     )
 
 
@@ -429,44 +445,59 @@ def start_kafka(settings: Settings, paths: Paths, stack_env: dict[str, str]) -> 
     )
     java = require_tool("java", "kafka")
     classpath = str(home / "libs" / "*")
-    jvm = [java, *KAFKA_HEAP.split(), f"-Dlog4j.configuration=file:{log4j}",
-           "-cp", classpath]
+    jvm = [
+        java,
+        *KAFKA_HEAP.split(),
+        f"-Dlog4j.configuration=file:{log4j}",
+        "-cp",
+        classpath,
+    ]
     if not (data / "meta.properties").exists():
         run_tool(
-            [*jvm, "kafka.tools.StorageTool", "format", "--ignore-formatted",
-             "-t", stack_env["SOCIALSTREAM_KAFKA_CLUSTER_ID"], "-c", str(config)],
-            "kafka", paths.log("kafka"),
+            [
+                *jvm,
+                "kafka.tools.StorageTool",
+                "format",
+                "--ignore-formatted",
+                "-t",
+                stack_env["SOCIALSTREAM_KAFKA_CLUSTER_ID"],
+                "-c",
+                str(config),
+            ],
+            "kafka",
+            paths.log("kafka"),
         )
     spawn(paths, "kafka", [*jvm, "kafka.Kafka", str(config)])
-    wait_until(lambda: kafka_metadata_ok(host, port), "kafka", paths,
-               START_TIMEOUT_S)
+    wait_until(lambda: kafka_metadata_ok(host, port), "kafka", paths, START_TIMEOUT_S)
     return "started"
 
 
 def _kafka_config(
     host: str, port: int, controller: int, data: Path, settings: Settings
 ) -> str:
-    return "\n".join([
-        "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@{host}:{controller}",
-        f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}",
-        f"advertised.listeners=PLAINTEXT://{host}:{port}",
-        "controller.listener.names=CONTROLLER",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "inter.broker.listener.name=PLAINTEXT",
-        f"log.dirs={data}",
-        f"num.partitions={settings.topic_partitions}",
-        "offsets.topic.replication.factor=1",
-        "offsets.topic.num.partitions=8",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "group.initial.rebalance.delay.ms=0",
-        "log.retention.hours=-1",
-        "log.segment.bytes=104857600",
-        "message.max.bytes=2097152",
-        "",
-    ])
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@{host}:{controller}",
+            f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}",
+            f"advertised.listeners=PLAINTEXT://{host}:{port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"log.dirs={data}",
+            f"num.partitions={settings.topic_partitions}",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=8",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "log.retention.hours=-1",
+            "log.segment.bytes=104857600",
+            "message.max.bytes=2097152",
+            "",
+        ]
+    )
 
 
 # ---------------------------------------------------------------- ferretdb
@@ -508,16 +539,20 @@ def start_ferretdb(settings: Settings, paths: Paths) -> str:
     install_ferretdb(paths)
     data = paths.state / "ferretdb" / "data"
     data.mkdir(parents=True, exist_ok=True)
-    spawn(paths, "ferretdb", [
-        str(ferretdb_binary(paths)),
-        "--handler=sqlite",
-        f"--sqlite-url=file:{data}/",
-        f"--state-dir={paths.state / 'ferretdb'}",
-        f"--listen-addr={host}:{port}",
-        "--telemetry=disable",
-        "--debug-addr=-",
-        "--log-level=warn",
-    ])
+    spawn(
+        paths,
+        "ferretdb",
+        [
+            str(ferretdb_binary(paths)),
+            "--handler=sqlite",
+            f"--sqlite-url=file:{data}/",
+            f"--state-dir={paths.state / 'ferretdb'}",
+            f"--listen-addr={host}:{port}",
+            "--telemetry=disable",
+            "--debug-addr=-",
+            "--log-level=warn",
+        ],
+    )
     wait_until(lambda: mongo_ping_ok(host, port), "ferretdb", paths, START_TIMEOUT_S)
     return "started"
 
@@ -549,12 +584,22 @@ def start_minio(settings: Settings, paths: Paths, stack_env: dict[str, str]) -> 
         "MINIO_BROWSER": "off",
         "MINIO_UPDATE": "off",
     }
-    spawn(paths, "minio", [
-        str(minio_binary(paths)), "server", str(data), "--quiet",
-        "--address", f"{host}:{port}", "--console-address", f"{host}:{console}",
-    ], env=env)
-    wait_until(lambda: s3_live(settings.s3_endpoint), "minio", paths,
-               START_TIMEOUT_S)
+    spawn(
+        paths,
+        "minio",
+        [
+            str(minio_binary(paths)),
+            "server",
+            str(data),
+            "--quiet",
+            "--address",
+            f"{host}:{port}",
+            "--console-address",
+            f"{host}:{console}",
+        ],
+        env=env,
+    )
+    wait_until(lambda: s3_live(settings.s3_endpoint), "minio", paths, START_TIMEOUT_S)
     return "started"
 
 
@@ -576,8 +621,11 @@ def ensure_bucket(settings: Settings) -> str:
         "print('ok' if fs.exists(b) else 'missing')\n"
     )
     result = subprocess.run(
-        [str(python), "-c", code, bucket], capture_output=True, text=True,
-        cwd=PROJECT_ROOT, check=False,
+        [str(python), "-c", code, bucket],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        check=False,
     )
     if result.returncode != 0 or "ok" not in result.stdout:
         raise StackError(
@@ -593,8 +641,14 @@ def ensure_bucket(settings: Settings) -> str:
 def spark_home() -> Path:
     python = PROJECT_ROOT / ".venv" / "bin" / "python"
     result = subprocess.run(
-        [str(python), "-c", "import pyspark, os; print(os.path.dirname(pyspark.__file__))"],
-        capture_output=True, text=True, check=False,
+        [
+            str(python),
+            "-c",
+            "import pyspark, os; print(os.path.dirname(pyspark.__file__))",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         raise StackError("spark needs pyspark in .venv; run 'make venv' first")
@@ -627,23 +681,52 @@ def start_spark(paths: Paths) -> str:
         "SPARK_DAEMON_MEMORY": "512m",
     }
     if read_pid(paths.pid("spark-master")) is None:
-        ensure_port_free("spark-master", "127.0.0.1", master_port,
-                         "SOCIALSTREAM_SPARK_MASTER_PORT")
-        spawn(paths, "spark-master", [
-            str(spark_class), "org.apache.spark.deploy.master.Master",
-            "--host", "127.0.0.1", "--port", str(master_port),
-            "--webui-port", str(master_ui),
-        ], env=env)
-        wait_until(lambda: port_open("127.0.0.1", master_port), "spark-master",
-                   paths, START_TIMEOUT_S)
+        ensure_port_free(
+            "spark-master", "127.0.0.1", master_port, "SOCIALSTREAM_SPARK_MASTER_PORT"
+        )
+        spawn(
+            paths,
+            "spark-master",
+            [
+                str(spark_class),
+                "org.apache.spark.deploy.master.Master",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(master_port),
+                "--webui-port",
+                str(master_ui),
+            ],
+            env=env,
+        )
+        wait_until(
+            lambda: port_open("127.0.0.1", master_port),
+            "spark-master",
+            paths,
+            START_TIMEOUT_S,
+        )
     if read_pid(paths.pid("spark-worker")) is None:
-        spawn(paths, "spark-worker", [
-            str(spark_class), "org.apache.spark.deploy.worker.Worker",
-            "--host", "127.0.0.1", "--cores", "2", "--memory", "2g",
-            "--webui-port", str(worker_ui), url,
-        ], env=env)
-    wait_until(lambda: _spark_worker_alive(master_ui), "spark-worker", paths,
-               START_TIMEOUT_S)
+        spawn(
+            paths,
+            "spark-worker",
+            [
+                str(spark_class),
+                "org.apache.spark.deploy.worker.Worker",
+                "--host",
+                "127.0.0.1",
+                "--cores",
+                "2",
+                "--memory",
+                "2g",
+                "--webui-port",
+                str(worker_ui),
+                url,
+            ],
+            env=env,
+        )
+    wait_until(
+        lambda: _spark_worker_alive(master_ui), "spark-worker", paths, START_TIMEOUT_S
+    )
     return f"started at {url}"
 
 
@@ -662,8 +745,14 @@ def _spark_worker_alive(master_ui: int) -> bool:
 
 
 SERVICES = ("kafka", "ferretdb", "minio")
-EVERYTHING = ("api", "worker", "worker-2", "spark-worker", "spark-master",
-              *reversed(SERVICES))
+EVERYTHING = (
+    "api",
+    "worker",
+    "worker-2",
+    "spark-worker",
+    "spark-master",
+    *reversed(SERVICES),
+)
 
 
 def command_up(settings: Settings, paths: Paths) -> None:
@@ -701,8 +790,11 @@ def report_leftover_ports(settings: Settings) -> None:
     }
     for name, (address, number) in ports.items():
         if port_open(address, number):
-            print(f"warning: port {number} ({name}) is still in use by a process "
-                  "this stack did not start", file=sys.stderr)
+            print(
+                f"warning: port {number} ({name}) is still in use by a process "
+                "this stack did not start",
+                file=sys.stderr,
+            )
 
 
 def command_status(settings: Settings, paths: Paths) -> int:
@@ -731,8 +823,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "command",
-        choices=["install", "up", "down", "down-services", "status", "spark-up",
-                 "spark-down"],
+        choices=[
+            "install",
+            "up",
+            "down",
+            "down-services",
+            "status",
+            "spark-up",
+            "spark-down",
+        ],
     )
     args = parser.parse_args(argv)
     settings = Settings.from_env()
@@ -746,8 +845,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             command_down(paths)
             report_leftover_ports(settings)
         elif args.command == "down-services":
-            command_down(paths, ("spark-worker", "spark-master",
-                                 *reversed(SERVICES)))
+            command_down(paths, ("spark-worker", "spark-master", *reversed(SERVICES)))
         elif args.command == "status":
             return command_status(settings, paths)
         elif args.command == "spark-up":

@@ -74,7 +74,9 @@ def create_tables(app: faust.App, settings: Settings) -> Tables:
     return Tables(
         message_authors=plain("message-authors", "Author and event id of a message."),
         like_state=plain("like-state", "Like state of a (message, user) pair."),
-        pending_likes=plain("pending-likes", "Likes that arrived before their message."),
+        pending_likes=plain(
+            "pending-likes", "Likes that arrived before their message."
+        ),
         message_likes=plain("message-likes", "Current like count of a message."),
         message_like_days=daily("message-like-days", "Likes of a message per day."),
         message_views=plain("message-views", "View time of a message."),

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import orjson
 from aiohttp import web
-from faust.web import Request, Response, View
+from faust.web import Request, View
 
 from agents.batching import day_key
 from app.api.errors import error_response
@@ -29,9 +30,20 @@ from tables.definitions import read_window
 logger = logging.getLogger(__name__)
 
 MAX_RANGE_DAYS = 366
+Handler = Callable[..., Awaitable[web.Response]]
 LOCAL_DAYS_PATH = "/stats/_local/days"
-DAY_FIELDS = ("messages", "likes", "unlikes", "view_ms", "views",
-              "s_count", "s_sum", "positive", "neutral", "negative")
+DAY_FIELDS = (
+    "messages",
+    "likes",
+    "unlikes",
+    "view_ms",
+    "views",
+    "s_count",
+    "s_sum",
+    "positive",
+    "neutral",
+    "negative",
+)
 
 
 def parse_range(request: Request) -> list[int]:
@@ -79,11 +91,11 @@ class DayReader:
             by_owner[str(owner).rstrip("/")].append(day)
         results: dict[int, dict[str, Any]] = {}
         remote = []
-        for owner, owned in by_owner.items():
-            if owner == own_url:
+        for owner_url, owned in by_owner.items():
+            if owner_url == own_url:
                 results.update(self.local(owned))
             else:
-                remote.append(self._fetch(owner, owned))
+                remote.append(self._fetch(owner_url, owned))
         for part in await asyncio.gather(*remote):
             results.update(part)
         return results
@@ -94,8 +106,9 @@ class DayReader:
                 timeout=aiohttp.ClientTimeout(total=10)
             )
         query = ",".join(day_key(day) for day in days)
-        async with self._session.get(f"{owner}{LOCAL_DAYS_PATH}",
-                                     params={"days": query}) as response:
+        async with self._session.get(
+            f"{owner}{LOCAL_DAYS_PATH}", params={"days": query}
+        ) as response:
             response.raise_for_status()
             body = await response.json()
         return {parse_day(day, "days"): value for day, value in body.items()}
@@ -103,10 +116,14 @@ class DayReader:
 
 def register_stats_views(pipeline: Pipeline) -> None:
     app, tables, topics = pipeline.app, pipeline.tables, pipeline.topics
+    # Faust types its views as returning its own Response class and taking no
+    # path parameters; these views return aiohttp responses and take the key.
+    route_to_owner = cast(Callable[..., Callable[[Handler], Handler]], app.topic_route)
+    page = cast(Callable[..., Any], app.page)
     reader = DayReader(pipeline)
     pipeline.extras["day_reader"] = reader
 
-    async def daily(request: Request, build: Any) -> Response:
+    async def daily(request: Request, build: Any) -> web.Response:
         try:
             days = parse_range(request)
         except InvalidEvent as error:
@@ -121,22 +138,25 @@ def register_stats_views(pipeline: Pipeline) -> None:
         rows = [{"day": day_key(day), **build(values.get(day))} for day in days]
         return json_response({"days": rows})
 
-    @app.page(LOCAL_DAYS_PATH)
+    @page(LOCAL_DAYS_PATH)
     class LocalDays(View):
-        async def get(self, request: Request) -> Response:
+        async def get(self, request: Request) -> web.Response:
             try:
-                days = [parse_day(text, "days")
-                        for text in request.query.get("days", "").split(",") if text]
+                days = [
+                    parse_day(text, "days")
+                    for text in request.query.get("days", "").split(",")
+                    if text
+                ]
             except InvalidEvent as error:
                 return error_response(400, error.field, error.message)
             values = reader.local(days)
             return json_response({day_key(day): v for day, v in values.items()})
 
-    @app.page("/metrics/lag")
+    @page("/metrics/lag")
     class ProcessingLag(View):
         """Percentiles of this worker's processing lag, in milliseconds."""
 
-        async def get(self, request: Request) -> Response:
+        async def get(self, request: Request) -> web.Response:
             if request.query.get("reset") == "1":
                 applied_lag.reset()
                 rollup_lag.reset()
@@ -144,88 +164,118 @@ def register_stats_views(pipeline: Pipeline) -> None:
                 {"applied": applied_lag.summary(), "rollup": rollup_lag.summary()}
             )
 
-    @app.page("/stats/messages/daily")
+    @page("/stats/messages/daily")
     class MessagesDaily(View):
-        async def get(self, request: Request) -> Response:
+        async def get(self, request: Request) -> web.Response:
             return await daily(request, lambda v: {"messages": _field(v, "messages")})
 
-    @app.page("/stats/likes/daily")
+    @page("/stats/likes/daily")
     class LikesDaily(View):
-        async def get(self, request: Request) -> Response:
-            return await daily(request, lambda v: {
-                "likes": _field(v, "likes"), "unlikes": _field(v, "unlikes"),
-            })
+        async def get(self, request: Request) -> web.Response:
+            return await daily(
+                request,
+                lambda v: {
+                    "likes": _field(v, "likes"),
+                    "unlikes": _field(v, "unlikes"),
+                },
+            )
 
-    @app.page("/stats/views/daily")
+    @page("/stats/views/daily")
     class ViewsDaily(View):
-        async def get(self, request: Request) -> Response:
-            return await daily(request, lambda v: {
-                "view_ms": _field(v, "view_ms"), "views": _field(v, "views"),
-            })
+        async def get(self, request: Request) -> web.Response:
+            return await daily(
+                request,
+                lambda v: {
+                    "view_ms": _field(v, "view_ms"),
+                    "views": _field(v, "views"),
+                },
+            )
 
-    @app.page("/stats/sentiment/daily")
+    @page("/stats/sentiment/daily")
     class SentimentDaily(View):
-        async def get(self, request: Request) -> Response:
+        async def get(self, request: Request) -> web.Response:
             return await daily(request, sentiment_row)
 
-    @app.page("/stats/users/{user}/messages")
+    @page("/stats/users/{user}/messages")
     class UserMessages(View):
-        @app.topic_route(topics.user_rollup, match_info="user")
-        async def get(self, request: Request, user: str) -> Response:
-            return user_days(request, user, lambda v: {
-                "messages": _field(v, "messages"),
-            }, total=True)
+        @route_to_owner(topics.user_rollup, match_info="user")
+        async def get(self, request: Request, user: str) -> web.Response:
+            return user_days(
+                request,
+                user,
+                lambda v: {
+                    "messages": _field(v, "messages"),
+                },
+                total=True,
+            )
 
-    @app.page("/stats/users/{user}/likes")
+    @page("/stats/users/{user}/likes")
     class UserLikes(View):
-        @app.topic_route(topics.user_rollup, match_info="user")
-        async def get(self, request: Request, user: str) -> Response:
-            return user_days(request, user, lambda v: {
-                "likes_given": _field(v, "likes_given"),
-                "likes_received": _field(v, "likes_received"),
-            })
+        @route_to_owner(topics.user_rollup, match_info="user")
+        async def get(self, request: Request, user: str) -> web.Response:
+            return user_days(
+                request,
+                user,
+                lambda v: {
+                    "likes_given": _field(v, "likes_given"),
+                    "likes_received": _field(v, "likes_received"),
+                },
+            )
 
-    @app.page("/stats/users/{user}/views")
+    @page("/stats/users/{user}/views")
     class UserViews(View):
-        @app.topic_route(topics.user_rollup, match_info="user")
-        async def get(self, request: Request, user: str) -> Response:
-            return user_days(request, user, lambda v: {
-                "view_ms": _field(v, "view_ms"), "views": _field(v, "views"),
-            })
+        @route_to_owner(topics.user_rollup, match_info="user")
+        async def get(self, request: Request, user: str) -> web.Response:
+            return user_days(
+                request,
+                user,
+                lambda v: {
+                    "view_ms": _field(v, "view_ms"),
+                    "views": _field(v, "views"),
+                },
+            )
 
-    @app.page("/stats/messages/{message_id}/likes")
+    @page("/stats/messages/{message_id}/likes")
     class MessageLikes(View):
-        @app.topic_route(topics.messages, match_info="message_id")
-        async def get(self, request: Request, message_id: str) -> Response:
+        @route_to_owner(topics.messages, match_info="message_id")
+        async def get(self, request: Request, message_id: str) -> web.Response:
             try:
                 days = parse_range(request)
             except InvalidEvent as error:
                 return error_response(400, error.field, error.message)
             stored = tables.message_likes.get(message_id)
             rows = [
-                {"day": day_key(day),
-                 "likes": read_window(tables.message_like_days, message_id, day) or 0}
+                {
+                    "day": day_key(day),
+                    "likes": read_window(tables.message_like_days, message_id, day)
+                    or 0,
+                }
                 for day in days
             ]
-            return json_response({
-                "message_id": message_id,
-                "like_count": stored["like_count"] if stored else 0,
-                "days": rows,
-            })
+            return json_response(
+                {
+                    "message_id": message_id,
+                    "like_count": stored["like_count"] if stored else 0,
+                    "days": rows,
+                }
+            )
 
-    @app.page("/stats/messages/{message_id}/views")
+    @page("/stats/messages/{message_id}/views")
     class MessageViews(View):
-        @app.topic_route(topics.messages, match_info="message_id")
-        async def get(self, request: Request, message_id: str) -> Response:
+        @route_to_owner(topics.messages, match_info="message_id")
+        async def get(self, request: Request, message_id: str) -> web.Response:
             stored = tables.message_views.get(message_id) or {}
-            return json_response({
-                "message_id": message_id,
-                "view_ms": _field(stored, "view_ms"),
-                "views": _field(stored, "views"),
-            })
+            return json_response(
+                {
+                    "message_id": message_id,
+                    "view_ms": _field(stored, "view_ms"),
+                    "views": _field(stored, "views"),
+                }
+            )
 
-    def user_days(request: Request, user: str, build: Any,
-                  total: bool = False) -> web.Response:
+    def user_days(
+        request: Request, user: str, build: Any, total: bool = False
+    ) -> web.Response:
         try:
             parse_user(user, "user")
             days = parse_range(request)

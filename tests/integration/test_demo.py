@@ -32,9 +32,24 @@ def test_demo_small_run(tmp_path: Path) -> None:
         env[spec.metadata["env"]] = str(getattr(settings, spec.name))
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "app.demo", "--users", "8", "--days", "2",
-             "--messages-per-day", "20", "--seed", "3"],
-            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900,
+            [
+                sys.executable,
+                "-m",
+                "app.demo",
+                "--users",
+                "8",
+                "--days",
+                "2",
+                "--messages-per-day",
+                "20",
+                "--seed",
+                "3",
+            ],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
             check=False,
         )
     finally:

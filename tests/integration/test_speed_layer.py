@@ -69,8 +69,10 @@ async def test_one_worker_and_replay_match_truth(worker_factory) -> None:
     # Kappa reprocessing: a new application id reads the same topics from
     # offset 0 into tables of its own and must rebuild the same figures.
     replay_id = f"{worker.settings.app_id}-replay"
-    replay = worker_factory(join=worker, env={"SOCIALSTREAM_APP_ID": replay_id,
-                                              "SOCIALSTREAM_MONGO_DB": replay_id})
+    replay = worker_factory(
+        join=worker,
+        env={"SOCIALSTREAM_APP_ID": replay_id, "SOCIALSTREAM_MONGO_DB": replay_id},
+    )
     await wait_processed(replay)
     replayed = await check_truth(simulation.truth, replay.url)
     assert replayed.checked == report.checked

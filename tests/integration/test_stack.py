@@ -57,8 +57,11 @@ def private_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         "SOCIALSTREAM_S3_ENDPOINT": f"http://127.0.0.1:{s3}",
         "SOCIALSTREAM_API_PORT": str(free_port_base()),
     }
-    for key in ("SOCIALSTREAM_S3_ACCESS_KEY", "SOCIALSTREAM_S3_SECRET_KEY",
-                "SOCIALSTREAM_JWT_SECRET"):
+    for key in (
+        "SOCIALSTREAM_S3_ACCESS_KEY",
+        "SOCIALSTREAM_S3_SECRET_KEY",
+        "SOCIALSTREAM_JWT_SECRET",
+    ):
         env.pop(key, None)
     env["PORTS"] = f"{kafka},{kafka + 1},{mongo},{s3},{s3 + 1}"
     yield env
@@ -67,7 +70,11 @@ def private_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
 
 def run_stack(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*STACK, *args], env=env, capture_output=True, text=True, timeout=400,
+        [*STACK, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
         check=False,
     )
 
@@ -96,9 +103,11 @@ def test_port_in_use_is_named(private_stack: dict[str, str]) -> None:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         port = blocker.getsockname()[1]
-        env = {**private_stack,
-               "SOCIALSTREAM_STATE_DIR": private_stack["SOCIALSTREAM_STATE_DIR"] + "-2",
-               "SOCIALSTREAM_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}"}
+        env = {
+            **private_stack,
+            "SOCIALSTREAM_STATE_DIR": private_stack["SOCIALSTREAM_STATE_DIR"] + "-2",
+            "SOCIALSTREAM_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}",
+        }
         result = run_stack(env, "up")
     assert result.returncode == 1
     assert f"port {port}" in result.stderr
@@ -192,8 +201,12 @@ def test_spark_parquet_roundtrip_on_s3a() -> None:
     # hadoop-aws jars cannot load the s3a file system later.
     prefix = f"s3a://socialstream-archive/stacktest-{uuid.uuid4().hex[:8]}"
     result = subprocess.run(
-        [sys.executable, "-c", SPARK_ROUNDTRIP, prefix], cwd=PROJECT_ROOT,
-        capture_output=True, text=True, timeout=300, check=False,
+        [sys.executable, "-c", SPARK_ROUNDTRIP, prefix],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "[(1, 'a'), (2, 'b')]"

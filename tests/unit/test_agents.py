@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -73,20 +72,33 @@ class FakeStore:
 
 def fake_pipeline() -> Any:
     windowed = ("message_like_days", "seen_views", "user_days", "days")
-    plain = ("message_authors", "like_state", "pending_likes", "message_likes",
-             "message_views", "user_totals")
+    plain = (
+        "message_authors",
+        "like_state",
+        "pending_likes",
+        "message_likes",
+        "message_views",
+        "user_totals",
+    )
     tables = SimpleNamespace(
         **{name: FakeWindowed() for name in windowed},
         **{name: {} for name in plain},
     )
     topics = SimpleNamespace(
-        dead_letters=FakeTopic(), user_rollup=FakeTopic(), day_rollup=FakeTopic(),
+        dead_letters=FakeTopic(),
+        user_rollup=FakeTopic(),
+        day_rollup=FakeTopic(),
         messages=SimpleNamespace(get_topic_name=lambda: "messages"),
     )
     settings = SimpleNamespace(retention_days=30)
-    return SimpleNamespace(tables=tables, topics=topics, store=FakeStore(),
-                           settings=settings, extras={},
-                           app=SimpleNamespace(consumer=None))
+    return SimpleNamespace(
+        tables=tables,
+        topics=topics,
+        store=FakeStore(),
+        settings=settings,
+        extras={},
+        app=SimpleNamespace(consumer=None),
+    )
 
 
 class Records:
@@ -97,22 +109,38 @@ class Records:
         self.offset = 0
 
     def __call__(self, value: bytes, key: bytes = b"k") -> Any:
-        message = SimpleNamespace(topic=self.topic, partition=0, offset=self.offset,
-                                  key=key, value=value, timestamp=1_700_000_000.0)
+        message = SimpleNamespace(
+            topic=self.topic,
+            partition=0,
+            offset=self.offset,
+            key=key,
+            value=value,
+            timestamp=1_700_000_000.0,
+        )
         self.offset += 1
         return SimpleNamespace(message=message)
 
 
 def like(message_id: str, user: str, kind: str = "LikeAdded", **kwargs: Any) -> Any:
-    return make_event(kind, message_id=message_id, user=user,  # type: ignore[arg-type]
-                      occurred_at=NOON, **kwargs)
+    return make_event(
+        kind,
+        message_id=message_id,
+        user=user,  # type: ignore[arg-type]
+        occurred_at=NOON,
+        **kwargs,
+    )
 
 
-async def post(pipeline: Any, user: str = "author", body: str = "I love it",
-               message_id: str | None = None) -> str:
+async def post(
+    pipeline: Any,
+    user: str = "author",
+    body: str = "I love it",
+    message_id: str | None = None,
+) -> str:
     message_id = message_id or new_message_id()
-    event = make_event("MessagePosted", message_id=message_id, user=user,
-                       occurred_at=NOON, body=body)
+    event = make_event(
+        "MessagePosted", message_id=message_id, user=user, occurred_at=NOON, body=body
+    )
     dead = DeadLetters(pipeline.topics.dead_letters)
     await apply_message_batch(pipeline, dead, [Records("messages")(event.to_json())])
     return message_id
@@ -138,15 +166,20 @@ async def test_message_scored_and_authored() -> None:
     assert document.compound == 0.6369
     assert document.label == "positive"
     assert pipeline.tables.message_authors[message_id]["user"] == "author"
-    assert day_totals(pipeline) == {"messages": 1, "s_count": 1, "s_sum": 6369,
-                                    "positive": 1}
+    assert day_totals(pipeline) == {
+        "messages": 1,
+        "s_count": 1,
+        "s_sum": 6369,
+        "positive": 1,
+    }
 
 
 async def test_duplicate_message_event_ignored() -> None:
     pipeline = fake_pipeline()
     message_id = new_message_id()
-    event = make_event("MessagePosted", message_id=message_id, user="a",
-                       occurred_at=NOON, body="hello")
+    event = make_event(
+        "MessagePosted", message_id=message_id, user="a", occurred_at=NOON, body="hello"
+    )
     records = Records("messages")
     dead = DeadLetters(pipeline.topics.dead_letters)
     await apply_message_batch(pipeline, dead, [records(event.to_json())])
@@ -158,8 +191,9 @@ async def test_duplicate_message_event_ignored() -> None:
 async def test_second_post_of_same_id_dead_lettered() -> None:
     pipeline = fake_pipeline()
     message_id = await post(pipeline)
-    other = make_event("MessagePosted", message_id=message_id, user="b",
-                       occurred_at=NOON, body="again")
+    other = make_event(
+        "MessagePosted", message_id=message_id, user="b", occurred_at=NOON, body="again"
+    )
     dead = DeadLetters(pipeline.topics.dead_letters)
     await apply_message_batch(pipeline, dead, [Records("messages")(other.to_json())])
     [(_key, letter)] = pipeline.topics.dead_letters.sent
@@ -182,8 +216,9 @@ async def test_like_sequences_give_exact_counts(
     pipeline = fake_pipeline()
     message_id = await post(pipeline)
     pipeline.topics.day_rollup.sent.clear()
-    await apply_likes(pipeline, [like(message_id, "bob", kind) for kind in sequence],
-                      Records("likes"))
+    await apply_likes(
+        pipeline, [like(message_id, "bob", kind) for kind in sequence], Records("likes")
+    )
     stored = pipeline.tables.message_likes.get(message_id, {"like_count": 0})
     assert stored == {"like_count": count}
     assert pipeline.store.like_counts.get(message_id, 0) == count
@@ -210,9 +245,13 @@ async def test_likes_credit_liker_and_author() -> None:
     message_id = await post(pipeline, user="carol")
     pipeline.topics.user_rollup.sent.clear()
     await apply_likes(pipeline, [like(message_id, "bob")], Records("likes"))
-    sent = {key.decode(): value["days"] for key, value in pipeline.topics.user_rollup.sent}
-    assert sent == {"bob": {str(DAY): {"likes_given": 1}},
-                    "carol": {str(DAY): {"likes_received": 1}}}
+    sent = {
+        key.decode(): value["days"] for key, value in pipeline.topics.user_rollup.sent
+    }
+    assert sent == {
+        "bob": {str(DAY): {"likes_given": 1}},
+        "carol": {str(DAY): {"likes_received": 1}},
+    }
 
 
 async def test_like_of_unknown_message_expires_to_dead_letters(
@@ -234,8 +273,11 @@ async def test_like_before_message_applied_on_arrival() -> None:
     message_id = new_message_id()
     records = Records("likes")
     await apply_likes(pipeline, [like(message_id, "bob")], records)
-    await apply_likes(pipeline, [like(message_id, "bob", "LikeRemoved"),
-                                 like(message_id, "eve")], records)
+    await apply_likes(
+        pipeline,
+        [like(message_id, "bob", "LikeRemoved"), like(message_id, "eve")],
+        records,
+    )
     assert len(pipeline.tables.pending_likes[message_id]) == 3
     assert pipeline.tables.message_likes.get(message_id) is None
 
@@ -244,8 +286,11 @@ async def test_like_before_message_applied_on_arrival() -> None:
     assert pipeline.tables.pending_likes == {}
     assert pipeline.tables.message_likes[message_id] == {"like_count": 1}
     assert pipeline.store.like_counts[message_id] == 1
-    received = [value["days"][str(DAY)].get("likes_received", 0)
-                for key, value in pipeline.topics.user_rollup.sent if key == b"carol"]
+    received = [
+        value["days"][str(DAY)].get("likes_received", 0)
+        for key, value in pipeline.topics.user_rollup.sent
+        if key == b"carol"
+    ]
     assert sum(received) == 2
     assert pipeline.topics.dead_letters.sent == []
 
@@ -253,15 +298,30 @@ async def test_like_before_message_applied_on_arrival() -> None:
 async def test_views_deduplicated_and_timed() -> None:
     pipeline = fake_pipeline()
     message_id = new_message_id()
-    view = make_event("ViewRecorded", message_id=message_id, user="v",
-                      occurred_at=NOON + 1000, started_at=NOON, duration_ms=1200)
-    future = make_event("ViewRecorded", message_id=message_id, user="v",
-                        occurred_at=NOON, started_at=NOON + 600_000_000,
-                        duration_ms=10)
+    view = make_event(
+        "ViewRecorded",
+        message_id=message_id,
+        user="v",
+        occurred_at=NOON + 1000,
+        started_at=NOON,
+        duration_ms=1200,
+    )
+    future = make_event(
+        "ViewRecorded",
+        message_id=message_id,
+        user="v",
+        occurred_at=NOON,
+        started_at=NOON + 600_000_000,
+        duration_ms=10,
+    )
     records = Records("views")
     dead = DeadLetters(pipeline.topics.dead_letters)
-    batch = [records(view.to_json()), records(view.to_json()),
-             records(future.to_json()), records(b"not json")]
+    batch = [
+        records(view.to_json()),
+        records(view.to_json()),
+        records(future.to_json()),
+        records(b"not json"),
+    ]
     await apply_view_batch(pipeline, dead, batch)
     assert pipeline.tables.message_views[message_id] == {"view_ms": 1200, "views": 1}
     letters = [value for _key, value in pipeline.topics.dead_letters.sent]
@@ -271,8 +331,13 @@ async def test_views_deduplicated_and_timed() -> None:
 
 
 def rollup_record(topic: str, offset: int, key: str, value: dict[str, Any]) -> Any:
-    message = SimpleNamespace(topic=topic, partition=0, offset=offset,
-                              key=key.encode(), value=orjson.dumps(value))
+    message = SimpleNamespace(
+        topic=topic,
+        partition=0,
+        offset=offset,
+        key=key.encode(),
+        value=orjson.dumps(value),
+    )
     return SimpleNamespace(message=message)
 
 
@@ -280,8 +345,10 @@ def test_user_rollup_skips_reprocessed_offsets() -> None:
     pipeline = fake_pipeline()
     delta = {"days": {str(DAY): {"messages": 1}}, "total": {"messages": 1}}
     apply_user_rollups(pipeline, [rollup_record("u", 5, "ann", delta)])
-    apply_user_rollups(pipeline, [rollup_record("u", 5, "ann", delta),
-                                  rollup_record("u", 6, "ann", delta)])
+    apply_user_rollups(
+        pipeline,
+        [rollup_record("u", 5, "ann", delta), rollup_record("u", 6, "ann", delta)],
+    )
     assert pipeline.tables.user_days.value("ann", DAY) == {"messages": 2, "_offset": 6}
     assert pipeline.tables.user_totals["ann"] == {"messages": 2, "_offset": 6}
 
@@ -289,8 +356,10 @@ def test_user_rollup_skips_reprocessed_offsets() -> None:
 def test_day_rollup_sums_batch() -> None:
     pipeline = fake_pipeline()
     key = "2024-10-04"
-    batch = [rollup_record("d", offset, key, {"day": DAY, "fields": {"views": 2}})
-             for offset in range(3)]
+    batch = [
+        rollup_record("d", offset, key, {"day": DAY, "fields": {"views": 2}})
+        for offset in range(3)
+    ]
     apply_day_rollups(pipeline, batch)
     apply_day_rollups(pipeline, batch)
     assert pipeline.tables.days.value(key, DAY) == {"views": 6, "_offset": 2}

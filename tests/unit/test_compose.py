@@ -11,7 +11,9 @@ def test_compose_names_every_service() -> None:
     for name in ("kafka", "mongo", "minio", "worker", "spark-master", "spark-worker"):
         assert name in services, name
     assert services["mongo"]["image"] == "mongo:7"
-    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert (
+        services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    )
     assert services["worker"]["build"] == "."
 
 

@@ -26,23 +26,34 @@ def test_stack_env_fills_missing_secrets(tmp_path: Path) -> None:
 
 
 def test_invalid_number_names_variable(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match="SOCIALSTREAM_TOPIC_PARTITIONS must be a int"):
+    with pytest.raises(
+        SettingsError, match="SOCIALSTREAM_TOPIC_PARTITIONS must be an integer"
+    ):
         Settings.from_env(
-            {"SOCIALSTREAM_STATE_DIR": str(tmp_path), "SOCIALSTREAM_TOPIC_PARTITIONS": "x"}
+            {
+                "SOCIALSTREAM_STATE_DIR": str(tmp_path),
+                "SOCIALSTREAM_TOPIC_PARTITIONS": "x",
+            }
         )
 
 
 def test_zero_partitions_rejected(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="at least 1"):
         Settings.from_env(
-            {"SOCIALSTREAM_STATE_DIR": str(tmp_path), "SOCIALSTREAM_TOPIC_PARTITIONS": "0"}
+            {
+                "SOCIALSTREAM_STATE_DIR": str(tmp_path),
+                "SOCIALSTREAM_TOPIC_PARTITIONS": "0",
+            }
         )
 
 
 def test_redacted_hides_secrets(tmp_path: Path) -> None:
     settings = Settings.from_env(
-        {"SOCIALSTREAM_STATE_DIR": str(tmp_path), "SOCIALSTREAM_JWT_SECRET": "s3cret",
-         "SOCIALSTREAM_S3_SECRET_KEY": "k3y"}
+        {
+            "SOCIALSTREAM_STATE_DIR": str(tmp_path),
+            "SOCIALSTREAM_JWT_SECRET": "s3cret",
+            "SOCIALSTREAM_S3_SECRET_KEY": "k3y",
+        }
     )
     text = str(settings.redacted())
     assert "s3cret" not in text
