@@ -206,7 +206,9 @@ def run(args: argparse.Namespace) -> int:
         users=args.users,
         days=args.days,
         messages_per_day=args.messages_per_day,
-        start=today - timedelta(days=args.days - 1),
+        # The last full days before today, so no simulated message is dated
+        # after the moment the job runs.
+        start=today - timedelta(days=args.days),
         retention_days=settings.retention_days,
     )
     simulation = simulate(config)

@@ -23,6 +23,12 @@ import faust
 from app.settings import Settings
 
 DAY_SECONDS = 86_400.0
+# Faust names each changelog topic "<app id>-<table name>-changelog".
+TABLE_NAMES = (
+    "message-authors", "like-state", "pending-likes", "message-likes",
+    "message-like-days", "message-views", "seen-views", "user-days",
+    "user-totals", "days",
+)
 
 
 @dataclass(frozen=True)
