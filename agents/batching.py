@@ -30,7 +30,7 @@ from app.metrics import REJECTED, LagRecorder, applied_lag, counters
 logger = logging.getLogger(__name__)
 
 # Key in Pipeline.extras of {partition: offset of the last message record the
-# message agent applied}, which tells the like agent whether a missing message
+# message agent applied}. The like agent reads it to decide whether a missing message
 # can still arrive.
 MESSAGE_PROGRESS = "message_progress"
 BATCH_MAX = 1000
@@ -95,7 +95,7 @@ class DeadLetters:
         self._log(message, field, reason)
 
     def _log(self, message: Any, field: str | None, reason: str) -> None:
-        # Logged at most once a second; the counter keeps the exact number.
+        # Logged at most once a second, so the counter keeps the exact number.
         now = time.monotonic()
         if now - self._last_log < 1.0:
             self._suppressed += 1

@@ -120,7 +120,7 @@ def start_background_worker(settings: Settings, service: str = "worker") -> int:
             )
         time.sleep(0.5)
     raise SystemExit(
-        f"error: {service} did not answer {settings.api_url}/health within "
+        f"error: {service} did not respond on {settings.api_url}/health within "
         f"{WORKER_START_TIMEOUT_S:.0f} s; read {log_path}"
     )
 

@@ -5,11 +5,12 @@
 ``make demo`` runs it after ``make stack-up``. Every run is a fresh
 deployment (its own topics, Faust application id, MongoDB database and
 archive prefix) so the simulator's truth covers exactly what the tables
-hold. The steps: start a worker with the API, send the simulation straight
-to Kafka, wait for zero consumer lag, archive the topics to Parquet, run the
-Spark backfill and the reconciliation, compare the tables with the truth,
-and write ``.state/report.json`` and ``.state/report.html``. The worker is
-left running for the curl commands printed at the end; ``make down`` stops it.
+hold. The job starts a worker with the API, sends the simulation straight
+to Kafka and waits for zero consumer lag. Then it archives the topics to
+Parquet, runs the Spark backfill and the reconciliation, compares the tables
+with the truth, and writes ``.state/report.json`` and ``.state/report.html``.
+The worker is left running for the curl commands printed at the end, and
+``make down`` stops it.
 """
 
 from __future__ import annotations

@@ -118,6 +118,6 @@ def _percentile(ordered: list[float], fraction: float) -> float:
 
 
 # From a record's Kafka timestamp (the producer's send time) to the moment its
-# agent applied it; for rollups, from the oldest source record of the delta.
+# agent applied it. For rollups the start is the delta's oldest source record.
 applied_lag = LagRecorder()
 rollup_lag = LagRecorder(seed=1)

@@ -122,7 +122,7 @@ def create_topics(app: faust.App, settings: Settings) -> Topics:
 
 
 def create_pipeline(settings: Settings, *, with_web: bool = True) -> Pipeline:
-    """Build the app and register every agent and, unless told not to, web view."""
+    """Build the app with every agent, and with the web views when ``with_web``."""
     from agents.likes import register_like_agent
     from agents.messages import register_message_agent
     from agents.rollups import register_rollup_agents

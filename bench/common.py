@@ -172,7 +172,7 @@ def wait_healthy(url: str, timeout: float = 120.0, path: str = "/health") -> Non
         except OSError:
             pass
         time.sleep(0.5)
-    raise TimeoutError(f"{url}/health did not answer 200 within {timeout} s")
+    raise TimeoutError(f"{url}/health did not return 200 within {timeout} s")
 
 
 def machine() -> str:

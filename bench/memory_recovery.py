@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/memory_recovery.py --keys 1000000 --runs 3
 
-Writes one ``ViewRecorded`` per distinct message id, so the worker holds
+Writes one ``ViewRecorded`` per distinct message id, so the worker stores
 ``--keys`` entries in its per-message view table and as many in its
 de-duplication window. Then it measures, each ``--runs`` times:
 

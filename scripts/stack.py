@@ -396,7 +396,7 @@ def kafka_ports(settings: Settings) -> tuple[str, int, int]:
 
 
 def kafka_metadata_ok(host: str, port: int) -> bool:
-    """Send a Metadata v0 request and return whether a broker answered."""
+    """Send a Metadata v0 request and return whether a broker responded."""
     client_id = b"socialstream-stack"
     body = struct.pack(">hhih", 3, 0, 7, len(client_id)) + client_id
     body += struct.pack(">i", 0)
@@ -504,7 +504,7 @@ def _kafka_config(
 
 
 def mongo_ping_ok(host: str, port: int) -> bool:
-    """Send an OP_MSG ``ping`` and return whether the server answered ok."""
+    """Send an OP_MSG ``ping`` and return whether the server responded ok."""
     document = _bson({"ping": 1, "$db": "admin"})
     body = struct.pack("<I", 0) + b"\x00" + document
     header = struct.pack("<iiii", 16 + len(body), 1, 0, 2013)

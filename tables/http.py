@@ -1,7 +1,7 @@
 """HTTP views over the live tables, one endpoint per aggregate.
 
 Reads are routed to the worker that owns the key: per-user and per-message
-endpoints through Faust's ``topic_route`` on the topic whose partition holds
+endpoints through Faust's ``topic_route`` on the topic whose partition contains
 the key, and per-day ranges by asking the owner of each day for its values.
 Routes and response bodies are listed in docs/analytics.md.
 """

@@ -3,7 +3,7 @@
 A seeded simulation of several days, with late views, duplicates, invalid
 records, repeated likes and unlikes without a like, goes straight to Kafka.
 Once the worker group has no lag, every figure the truth lists is read over
-HTTP and must match exactly; with two workers, through either of them.
+HTTP and must match exactly. With two workers, it must match through either.
 """
 
 from __future__ import annotations
