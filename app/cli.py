@@ -48,11 +48,7 @@ def run_worker(settings: Settings) -> None:
 async def create_event_topics(settings: Settings) -> list[str]:
     """Create the three event topics and the dead-letter topic if missing.
 
-    NOTE: Faust creates the rollup and changelog topics itself at start-up.
-    Once, on a fresh deployment, the day rollup agent started before its
-    changelog topic was in the worker's metadata and crash-looped on a
-    partition mismatch. Creating those topics here first made workers of a
-    second member stall, so that is not done yet.
+    Faust creates the rollup and changelog topics itself at start-up.
     """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError

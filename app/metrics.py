@@ -52,6 +52,7 @@ DUPLICATES = "socialstream_duplicate_events_total"
 APPLIED = "socialstream_applied_events_total"
 PARKED = "socialstream_parked_likes_total"
 UNPARKED = "socialstream_unparked_likes_total"
+RESEEKED = "socialstream_reseeked_partitions_total"
 
 counters = Counters()
 counters.describe(
@@ -63,6 +64,9 @@ counters.describe(
 counters.describe(APPLIED, "Events applied by the agents.")
 counters.describe(PARKED, "Likes parked because their message had not arrived.")
 counters.describe(UNPARKED, "Parked likes applied or dead-lettered since.")
+counters.describe(
+    RESEEKED, "Stalled source partitions sought back to their committed offset."
+)
 
 
 class LagRecorder:

@@ -15,9 +15,10 @@ import faust
 from aiokafka.structs import RecordMetadata
 
 from app.events import Event
+from app.lag import worker_topics
 from app.settings import Settings
 from app.store import FeedStore
-from tables.definitions import Tables, create_tables
+from tables.definitions import CheckedTable, Tables, create_tables
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def create_app(settings: Settings) -> faust.App:
         settings.app_id,
         broker=brokers,
         store="rocksdb://",
+        Table=CheckedTable,
         datadir=str(datadir),
         autodiscover=False,
         topic_partitions=settings.topic_partitions,
@@ -123,6 +125,8 @@ def create_topics(app: faust.App, settings: Settings) -> Topics:
 
 def create_pipeline(settings: Settings, *, with_web: bool = True) -> Pipeline:
     """Build the app with every agent, and with the web views when ``with_web``."""
+    from agents.guard import CHECK_S as GUARD_CHECK_S
+    from agents.guard import StallGuard
     from agents.likes import register_like_agent
     from agents.messages import register_message_agent
     from agents.rollups import register_rollup_agents
@@ -144,6 +148,12 @@ def create_pipeline(settings: Settings, *, with_web: bool = True) -> Pipeline:
 
         register_api(pipeline)
         register_stats_views(pipeline)
+
+    guard = StallGuard(app, worker_topics(settings))
+
+    @app.timer(interval=GUARD_CHECK_S)  # type: ignore[untyped-decorator]
+    async def guard_partitions() -> None:
+        await guard.check()
 
     @app.task  # type: ignore[untyped-decorator]
     async def log_start() -> None:

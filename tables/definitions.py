@@ -25,10 +25,34 @@ from app.settings import Settings
 DAY_SECONDS = 86_400.0
 # Faust names each changelog topic "<app id>-<table name>-changelog".
 TABLE_NAMES = (
-    "message-authors", "like-state", "pending-likes", "message-likes",
-    "message-like-days", "message-views", "seen-views", "user-days",
-    "user-totals", "days",
+    "message-authors",
+    "like-state",
+    "pending-likes",
+    "message-likes",
+    "message-like-days",
+    "message-views",
+    "seen-views",
+    "user-days",
+    "user-totals",
+    "days",
 )
+
+
+class CheckedTable(faust.Table[Any, Any]):
+    """A Faust table whose partition check waits for the changelog's metadata.
+
+    Before writing, Faust checks once per source topic that the changelog has
+    as many partitions as the source. The consumer reports 0 partitions for a
+    subscribed topic that is not in its metadata yet, such as a changelog
+    created a moment earlier, and Faust then raises ``PartitionsMismatch``,
+    which stops the agent. Here the check is skipped until the changelog is
+    known, and runs in full from then on.
+    """
+
+    def _verify_source_topic_partitions(self, source_topic: str) -> None:
+        if not self.app.consumer.topic_partitions(self.changelog_topic_name):
+            return
+        super()._verify_source_topic_partitions(source_topic)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,93 @@
+"""Stall guard: re-reads a source partition that Faust stopped delivering.
+
+After a rebalance, faust-streaming 0.15.3 can keep a partition assigned to a
+worker and never deliver its records again. Its fetch loop drops every record
+below the partition's read offset, and a fetch that was in flight during the
+rebalance can set that read offset past records that were never processed.
+The committed offset then stays behind the end of the partition for good.
+
+The guard checks the agents' source partitions every ``CHECK_S`` seconds. A
+partition whose committed offset stayed below its end offset for
+``STALL_AFTER_S`` while no rebalance or recovery ran is sought back to that
+committed offset, which also resets Faust's read offset. Records read a second
+time are dropped by the agents' duplicate checks (event ids for messages,
+likes and views, source offsets for rollups), so nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from app.metrics import RESEEKED, counters
+
+logger = logging.getLogger(__name__)
+
+CHECK_S = 5.0
+STALL_AFTER_S = 15.0
+
+
+@dataclass
+class _Watch:
+    committed: int | None
+    since: float
+
+
+class StallGuard:
+    """Tracks committed offsets per partition and seeks back stalled ones."""
+
+    def __init__(
+        self,
+        app: Any,
+        topics: Iterable[str],
+        stall_after_s: float = STALL_AFTER_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._app = app
+        self._topics = frozenset(topics)
+        self._stall_after_s = stall_after_s
+        self._clock = clock
+        self._watches: dict[Any, _Watch] = {}
+
+    async def check(self) -> list[Any]:
+        """Run one check; return the partitions that were sought back."""
+        app = self._app
+        if app.rebalancing or app.in_recovery:
+            # Recovery seeks every partition to its committed offset itself.
+            self._watches.clear()
+            return []
+        consumer = app.consumer
+        now = self._clock()
+        assigned = {tp for tp in consumer.assignment() if tp.topic in self._topics}
+        for tp in set(self._watches) - assigned:
+            del self._watches[tp]
+        sought = []
+        for tp in sorted(assigned):
+            # Faust keeps the last committed offset only in this attribute.
+            committed = consumer._committed_offset.get(tp)
+            end = consumer.highwater(tp)
+            behind = end is not None and end > (committed or 0)
+            watch = self._watches.get(tp)
+            if not behind or watch is None or watch.committed != committed:
+                self._watches[tp] = _Watch(committed, now)
+                continue
+            if now - watch.since < self._stall_after_s:
+                continue
+            offset = committed or 0
+            logger.warning(
+                "partition %s[%d] made no progress for %.0f s at offset %d of %d; "
+                "seeking back to re-read it",
+                tp.topic,
+                tp.partition,
+                now - watch.since,
+                offset,
+                end,
+            )
+            await consumer.seek(tp, offset)
+            counters.inc(RESEEKED, topic=tp.topic)
+            self._watches[tp] = _Watch(committed, now)
+            sought.append(tp)
+        return sought

@@ -1,0 +1,107 @@
+"""The stall guard seeks back only a partition that is behind and stuck."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from agents.guard import StallGuard
+from app.metrics import RESEEKED, counters
+
+SOURCE = TopicPartition("t-messages", 0)
+OTHER = TopicPartition("t-messages-changelog", 0)
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self._committed_offset: dict[TopicPartition, int | None] = {}
+        self.ends: dict[TopicPartition, int] = {}
+        self.sought: list[tuple[TopicPartition, int]] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.ends)
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return self.ends[tp]
+
+    async def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.sought.append((tp, offset))
+
+
+class FakeApp:
+    def __init__(self) -> None:
+        self.consumer = FakeConsumer()
+        self.rebalancing = False
+        self.in_recovery = False
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_guard() -> tuple[StallGuard, FakeApp, Clock]:
+    app: Any = FakeApp()
+    clock = Clock()
+    guard = StallGuard(app, ["t-messages"], stall_after_s=15.0, clock=clock)
+    return guard, app, clock
+
+
+async def test_stuck_partition_is_sought_back_to_its_committed_offset() -> None:
+    guard, app, clock = make_guard()
+    app.consumer.ends = {SOURCE: 24, OTHER: 50}
+    app.consumer._committed_offset = {SOURCE: 9, OTHER: 3}
+    before = counters.value(RESEEKED, topic="t-messages")
+
+    assert await guard.check() == []
+    clock.now += 10.0
+    assert await guard.check() == []
+    clock.now += 6.0
+    assert await guard.check() == [SOURCE]
+    assert app.consumer.sought == [(SOURCE, 9)]
+    assert counters.value(RESEEKED, topic="t-messages") == before + 1
+
+    # The next seek of the same offset waits for a full period again.
+    clock.now += 10.0
+    assert await guard.check() == []
+    clock.now += 6.0
+    assert await guard.check() == [SOURCE]
+
+
+async def test_progress_caught_up_or_recovery_resets_the_watch() -> None:
+    guard, app, clock = make_guard()
+    app.consumer.ends = {SOURCE: 24}
+    app.consumer._committed_offset = {SOURCE: 9}
+    await guard.check()
+
+    clock.now += 16.0
+    app.consumer._committed_offset[SOURCE] = 12  # progress
+    assert await guard.check() == []
+
+    clock.now += 16.0
+    app.rebalancing = True
+    assert await guard.check() == []
+    app.rebalancing = False
+    clock.now += 16.0
+    assert await guard.check() == []  # watch restarted after the rebalance
+
+    app.consumer._committed_offset[SOURCE] = 24  # caught up
+    clock.now += 30.0
+    assert await guard.check() == []
+    clock.now += 30.0
+    assert await guard.check() == []
+    assert app.consumer.sought == []
+
+
+async def test_nothing_committed_yet_seeks_to_the_start() -> None:
+    guard, app, clock = make_guard()
+    app.consumer.ends = {SOURCE: 5}
+    app.consumer._committed_offset = {}
+    await guard.check()
+    clock.now += 20.0
+    assert await guard.check() == [SOURCE]
+    assert app.consumer.sought == [(SOURCE, 0)]
