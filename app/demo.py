@@ -58,6 +58,77 @@ def demo_settings(base: Settings, run_id: str) -> Settings:
     )
 
 
+def previous_deployment(base: Settings) -> Settings | None:
+    """Return the settings of the last demo deployment, from ``demo.env``."""
+    path = base.state_dir / "demo.env"
+    if not path.is_file():
+        return None
+    values = dict(
+        line.split("=", 1)
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if "=" in line
+    )
+    app_id = values.get("SOCIALSTREAM_APP_ID", "")
+    if not app_id.startswith("demo-"):
+        return None
+    run_id = app_id.removeprefix("demo-")
+    return demo_settings(base, run_id)
+
+
+async def _delete_topics(settings: Settings) -> int:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        # Event topics carry the prefix; Faust's changelogs, the app id.
+        names = [
+            name
+            for name in await admin.list_topics()
+            if name.startswith((settings.topic_prefix, f"{settings.app_id}-"))
+        ]
+        if names:
+            await admin.delete_topics(names)
+        return len(names)
+    finally:
+        await admin.close()
+
+
+def remove_deployment(settings: Settings) -> None:
+    """Delete a demo deployment's topics, database, archive and local tables.
+
+    Each run creates a deployment of its own, so without this the broker,
+    MongoDB and the bucket would keep every earlier run.
+    """
+    import shutil
+
+    from pymongo import MongoClient
+
+    topics = asyncio.run(_delete_topics(settings))
+    client: MongoClient[dict[str, Any]] = MongoClient(
+        settings.mongo_url, serverSelectionTimeoutMS=10_000
+    )
+    try:
+        client.drop_database(settings.mongo_db)
+    finally:
+        client.close()
+    if settings.archive_is_s3:
+        from app.storage import s3_filesystem
+
+        filesystem = s3_filesystem(settings)
+        path = settings.archive_url.removeprefix("s3://").rsplit("/", 1)[0]
+        if filesystem.exists(path):
+            filesystem.rm(path, recursive=True)
+    else:
+        shutil.rmtree(settings.archive_url, ignore_errors=True)
+    for folder in (settings.state_dir / "faust").glob(f"{settings.app_id}-*"):
+        shutil.rmtree(folder, ignore_errors=True)
+    print(
+        f"removed the previous deployment {settings.app_id}: {topics} topics, "
+        f"database {settings.mongo_db} and its archive"
+    )
+
+
 def export_settings(settings: Settings) -> dict[str, str]:
     """Set the environment of child processes to ``settings``; return the values."""
     values = {}
@@ -189,7 +260,12 @@ def run(args: argparse.Namespace) -> int:
     started_at = datetime.now(UTC)
     run_id = started_at.strftime("%Y%m%d%H%M%S")
     base = Settings.from_env()
+    previous = previous_deployment(base)
     settings = demo_settings(base, run_id)
+    if stop_background_worker(settings):
+        print("stopped the worker that was running")
+    if previous is not None and previous.app_id != settings.app_id:
+        remove_deployment(previous)
     env = export_settings(settings)
     (settings.state_dir / "demo.env").write_text(
         "".join(f"{k}={v}\n" for k, v in env.items() if "SECRET" not in k)
@@ -220,8 +296,6 @@ def run(args: argparse.Namespace) -> int:
         f"{args.users} users"
     )
 
-    if stop_background_worker(settings):
-        print("stopped the worker that was running")
     asyncio.run(create_event_topics(settings))
     start_background_worker(settings)
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -56,6 +57,8 @@ READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 LOG_TAIL_LINES = 60
 PORT_ATTEMPTS = 3
+# Start-up and timer lines of Faust that would fill a log tail.
+NOISE = re.compile(r"Starting\.\.\.|opening partition|woke up too late|Stopping\.\.\.")
 
 
 @dataclass
@@ -83,7 +86,8 @@ class Worker:
             text = self.log_path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        kept = [line for line in text.splitlines() if not NOISE.search(line)]
+        return "\n".join(kept[-lines:])
 
     def stop(self) -> None:
         """Send SIGTERM, then SIGKILL after STOP_TIMEOUT_S; only to this process."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -9,11 +10,16 @@ import subprocess
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from pymongo import MongoClient
 
 from app.cli import stop_background_worker
+from app.demo import previous_deployment, remove_deployment
 from app.settings import PROJECT_ROOT, Settings
+from app.storage import s3_filesystem
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow]
 
@@ -72,3 +78,32 @@ def test_demo_small_run(tmp_path: Path) -> None:
     assert page.count("<svg") == 4
     assert "No differences" in page
     assert "curl -s" in result.stdout
+
+    # The next run removes this deployment; here it is removed directly.
+    deployment = previous_deployment(settings)
+    assert deployment is not None and deployment.app_id.startswith("demo-")
+    remove_deployment(deployment)
+    assert asyncio.run(deployment_topics(deployment)) == []
+    client: MongoClient[dict[str, Any]] = MongoClient(
+        deployment.mongo_url, serverSelectionTimeoutMS=10_000
+    )
+    try:
+        assert deployment.mongo_db not in client.list_database_names()
+    finally:
+        client.close()
+    if deployment.archive_is_s3:
+        archive = deployment.archive_url.removeprefix("s3://")
+        assert not s3_filesystem(deployment).exists(archive)
+
+
+async def deployment_topics(settings: Settings) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        return [
+            name
+            for name in await admin.list_topics()
+            if name.startswith((settings.topic_prefix, f"{settings.app_id}-"))
+        ]
+    finally:
+        await admin.close()

@@ -5,7 +5,12 @@ from faust.exceptions import PartitionsMismatch
 
 from app.pipeline import create_app
 from app.settings import Settings
-from tables.definitions import TABLE_NAMES, CheckedTable, create_tables
+from tables.definitions import (
+    ROCKSDB_OPTIONS,
+    TABLE_NAMES,
+    CheckedTable,
+    create_tables,
+)
 
 
 def test_table_names_match_definitions(tmp_path: Path) -> None:
@@ -38,3 +43,15 @@ def test_partition_check_waits_for_changelog_metadata(
     known[changelog] = 4
     table._verify_source_topic_partitions("source")
     assert "source" in table._verified_source_topics_for_partitions
+
+
+def test_every_store_is_opened_with_bounded_memory(tmp_path: Path) -> None:
+    settings = Settings.from_env({"SOCIALSTREAM_STATE_DIR": str(tmp_path)})
+    app = create_app(settings)
+    tables = create_tables(app, settings)
+    for wrapper in tables.all().values():
+        table = getattr(wrapper, "table", wrapper)
+        options = table.data.rocksdb_options
+        assert options.write_buffer_size == ROCKSDB_OPTIONS["write_buffer_size"]
+        assert options.block_cache_size == ROCKSDB_OPTIONS["block_cache_size"]
+        assert options.max_write_buffer_number == 2
