@@ -53,6 +53,7 @@ APPLIED = "socialstream_applied_events_total"
 PARKED = "socialstream_parked_likes_total"
 UNPARKED = "socialstream_unparked_likes_total"
 RESEEKED = "socialstream_reseeked_partitions_total"
+REDELIVERED = "socialstream_redelivered_records_total"
 
 counters = Counters()
 counters.describe(
@@ -64,6 +65,7 @@ counters.describe(
 counters.describe(APPLIED, "Events applied by the agents.")
 counters.describe(PARKED, "Likes parked because their message had not arrived.")
 counters.describe(UNPARKED, "Parked likes applied or dead-lettered since.")
+counters.describe(REDELIVERED, "Records skipped because Kafka delivered them again.")
 counters.describe(
     RESEEKED, "Stalled source partitions sought back to their committed offset."
 )

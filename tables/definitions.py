@@ -42,7 +42,7 @@ TABLE_NAMES = (
     "message-likes",
     "message-like-days",
     "message-views",
-    "seen-views",
+    "view-offsets",
     "user-days",
     "user-totals",
     "days",
@@ -79,8 +79,8 @@ class Tables:
     message_like_days: Any
     # Keyed by message id, written by the view agent.
     message_views: Any
-    # Keyed by event id, written by the view agent.
-    seen_views: Any
+    # Keyed by source partition, written by the view agent.
+    view_offsets: Any
     # Keyed by user, written by the user rollup agent.
     user_days: Any
     user_totals: Any
@@ -125,7 +125,9 @@ def create_tables(app: faust.App, settings: Settings) -> Tables:
         message_likes=plain("message-likes", "Current like count of a message."),
         message_like_days=daily("message-like-days", "Likes of a message per day."),
         message_views=plain("message-views", "View time of a message."),
-        seen_views=daily("seen-views", "View event ids already applied."),
+        view_offsets=plain(
+            "view-offsets", "Last applied offset of each views partition."
+        ),
         user_days=daily("user-days", "Per-user figures of one day."),
         user_totals=plain("user-totals", "Per-user figures over all days."),
         days=daily("days", "Figures of one day."),

@@ -14,8 +14,9 @@ from agents.batching import DeadLetters
 from agents.likes import apply_like_batch
 from agents.messages import apply_message_batch
 from agents.rollups import apply_day_rollups, apply_user_rollups
-from agents.views import apply_view_batch
+from agents.views import RECENT_VIEW_IDS, apply_view_batch
 from app.events import MICROS_PER_DAY, make_event, new_message_id
+from app.metrics import REDELIVERED, counters
 from tables.definitions import day_window
 
 DAY = 20_000
@@ -71,13 +72,14 @@ class FakeStore:
 
 
 def fake_pipeline() -> Any:
-    windowed = ("message_like_days", "seen_views", "user_days", "days")
+    windowed = ("message_like_days", "user_days", "days")
     plain = (
         "message_authors",
         "like_state",
         "pending_likes",
         "message_likes",
         "message_views",
+        "view_offsets",
         "user_totals",
     )
     tables = SimpleNamespace(
@@ -323,11 +325,69 @@ async def test_views_deduplicated_and_timed() -> None:
         records(b"not json"),
     ]
     await apply_view_batch(pipeline, dead, batch)
-    assert pipeline.tables.message_views[message_id] == {"view_ms": 1200, "views": 1}
+    assert pipeline.tables.message_views[message_id] == {
+        "view_ms": 1200,
+        "views": 1,
+        "recent": [view.event_id],
+    }
+    assert pipeline.tables.view_offsets == {"0": 3}
     letters = [value for _key, value in pipeline.topics.dead_letters.sent]
     assert [letter["offset"] for letter in letters] == [2, 3]
     assert letters[0]["field"] == "started_at"
     assert day_totals(pipeline) == {"view_ms": 1200, "views": 1}
+
+
+def view_of(message_id: str, duration_ms: int) -> Any:
+    return make_event(
+        "ViewRecorded",
+        message_id=message_id,
+        user="v",
+        occurred_at=NOON + 1000,
+        started_at=NOON,
+        duration_ms=duration_ms,
+    )
+
+
+async def test_redelivered_views_are_skipped_by_offset() -> None:
+    pipeline = fake_pipeline()
+    message_id = new_message_id()
+    records = Records("views")
+    dead = DeadLetters(pipeline.topics.dead_letters)
+    first = [records(view_of(message_id, 100).to_json()) for _ in range(3)]
+    first.append(records(b"not json"))
+    await apply_view_batch(pipeline, dead, first)
+    before = counters.value(REDELIVERED, topic="views")
+
+    # Kafka delivers offsets 2 and 3 again, then a new view at offset 4.
+    records.offset = 2
+    again = [
+        records(first[2].message.value),
+        records(b"not json"),
+        records(view_of(message_id, 7).to_json()),
+    ]
+    await apply_view_batch(pipeline, dead, again)
+    assert pipeline.tables.message_views[message_id]["views"] == 4
+    assert pipeline.tables.message_views[message_id]["view_ms"] == 307
+    assert counters.value(REDELIVERED, topic="views") == before + 2
+    # The invalid record at offset 3 was dead-lettered once, not twice.
+    assert len(pipeline.topics.dead_letters.sent) == 1
+
+
+async def test_producer_copies_of_views_count_once_within_the_recent_ids() -> None:
+    pipeline = fake_pipeline()
+    message_id = new_message_id()
+    records = Records("views")
+    dead = DeadLetters(pipeline.topics.dead_letters)
+    copied = view_of(message_id, 5)
+    others = [view_of(message_id, 1) for _ in range(RECENT_VIEW_IDS - 1)]
+    await apply_view_batch(pipeline, dead, [records(copied.to_json())])
+    await apply_view_batch(pipeline, dead, [records(v.to_json()) for v in others])
+    # The copy is among the last RECENT_VIEW_IDS ids of its message.
+    await apply_view_batch(pipeline, dead, [records(copied.to_json())])
+    stored = pipeline.tables.message_views[message_id]
+    assert stored["views"] == RECENT_VIEW_IDS
+    assert len(stored["recent"]) == RECENT_VIEW_IDS
+    assert stored["recent"][0] == copied.event_id
 
 
 def rollup_record(topic: str, offset: int, key: str, value: dict[str, Any]) -> Any:
