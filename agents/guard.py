@@ -6,12 +6,16 @@ below the partition's read offset, and a fetch that was in flight during the
 rebalance can set that read offset past records that were never processed.
 The committed offset then stays behind the end of the partition for good.
 
-The guard checks the agents' source partitions every ``CHECK_S`` seconds. A
-partition whose committed offset stayed below its end offset for
-``STALL_AFTER_S`` while no rebalance or recovery ran is sought back to that
-committed offset, which also resets Faust's read offset. Records read a second
-time are dropped by the agents' duplicate checks (event ids for messages,
-likes and views, source offsets for rollups), so nothing is counted twice.
+The guard checks the agents' source partitions every ``CHECK_S`` seconds.
+A partition is stalled when its committed offset is below its end offset,
+Faust's fetch loop has handed on every record up to the end (its read offset
+is the last one), and no record of it is waiting for an agent. A backlog
+never looks like that: records not yet handed on keep the read offset
+behind the end, and handed ones stay unacknowledged until applied. A
+partition stalled for ``STALL_AFTER_S`` while no rebalance or recovery ran
+is sought back to its committed offset, which also resets Faust's read
+offset. Records read a second time are dropped by the agents' duplicate
+checks (offsets and event ids), so nothing is counted twice.
 """
 
 from __future__ import annotations
@@ -65,13 +69,18 @@ class StallGuard:
         for tp in set(self._watches) - assigned:
             del self._watches[tp]
         sought = []
+        # Faust keeps these three only in private attributes.
+        waiting = {message.tp for message in list(consumer._unacked_messages)}
         for tp in sorted(assigned):
-            # Faust keeps the last committed offset only in this attribute.
             committed = consumer._committed_offset.get(tp)
+            read = consumer._read_offset.get(tp)
             end = consumer.highwater(tp)
             behind = end is not None and end > (committed or 0)
+            stalled = (
+                behind and read is not None and read + 1 >= end and tp not in waiting
+            )
             watch = self._watches.get(tp)
-            if not behind or watch is None or watch.committed != committed:
+            if not stalled or watch is None or watch.committed != committed:
                 self._watches[tp] = _Watch(committed, now)
                 continue
             if now - watch.since < self._stall_after_s:

@@ -3,8 +3,8 @@
     .venv/bin/python bench/memory_recovery.py --keys 1000000 --runs 3
 
 Writes one ``ViewRecorded`` per distinct message id, so the worker stores
-``--keys`` entries in its per-message view table and as many in its
-de-duplication window. Then it measures, each ``--runs`` times:
+``--keys`` entries in its per-message view table. Then it measures, each
+``--runs`` times:
 
 * the worker's resident set size (VmRSS) once the consumer lag is zero;
 * the time from starting a restarted worker to its first correct read of a

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -16,6 +17,8 @@ OTHER = TopicPartition("t-messages-changelog", 0)
 class FakeConsumer:
     def __init__(self) -> None:
         self._committed_offset: dict[TopicPartition, int | None] = {}
+        self._read_offset: dict[TopicPartition, int | None] = {}
+        self._unacked_messages: list[Any] = []
         self.ends: dict[TopicPartition, int] = {}
         self.sought: list[tuple[TopicPartition, int]] = []
 
@@ -55,6 +58,7 @@ async def test_stuck_partition_is_sought_back_to_its_committed_offset() -> None:
     guard, app, clock = make_guard()
     app.consumer.ends = {SOURCE: 24, OTHER: 50}
     app.consumer._committed_offset = {SOURCE: 9, OTHER: 3}
+    app.consumer._read_offset = {SOURCE: 23, OTHER: 49}
     before = counters.value(RESEEKED, topic="t-messages")
 
     assert await guard.check() == []
@@ -76,6 +80,7 @@ async def test_progress_caught_up_or_recovery_resets_the_watch() -> None:
     guard, app, clock = make_guard()
     app.consumer.ends = {SOURCE: 24}
     app.consumer._committed_offset = {SOURCE: 9}
+    app.consumer._read_offset = {SOURCE: 23}
     await guard.check()
 
     clock.now += 16.0
@@ -101,7 +106,27 @@ async def test_nothing_committed_yet_seeks_to_the_start() -> None:
     guard, app, clock = make_guard()
     app.consumer.ends = {SOURCE: 5}
     app.consumer._committed_offset = {}
+    app.consumer._read_offset = {SOURCE: 4}
     await guard.check()
     clock.now += 20.0
     assert await guard.check() == [SOURCE]
     assert app.consumer.sought == [(SOURCE, 0)]
+
+
+async def test_backlog_and_records_in_flight_are_not_stalls() -> None:
+    guard, app, clock = make_guard()
+    app.consumer.ends = {SOURCE: 5000}
+    app.consumer._committed_offset = {SOURCE: 100}
+    # Records up to 4999 not handed on yet: a backlog behind a slow agent.
+    app.consumer._read_offset = {SOURCE: 2000}
+    for _ in range(5):
+        clock.now += 20.0
+        assert await guard.check() == []
+
+    # Every record handed on, but one still waits for its agent.
+    app.consumer._read_offset = {SOURCE: 4999}
+    app.consumer._unacked_messages = [SimpleNamespace(tp=SOURCE)]
+    for _ in range(5):
+        clock.now += 20.0
+        assert await guard.check() == []
+    assert app.consumer.sought == []
