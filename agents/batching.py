@@ -40,6 +40,34 @@ RETRY_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 T = TypeVar("T")
 
 
+class AgentActivity:
+    """When each topic's agent last worked on a batch, and whether it is now."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._started = clock()
+        self._busy: dict[str, int] = defaultdict(int)
+        self._last: dict[str, float] = {}
+
+    def begin(self, topic: str) -> None:
+        self._busy[topic] += 1
+        self._last[topic] = self._clock()
+
+    def end(self, topic: str) -> None:
+        self._busy[topic] -= 1
+        self._last[topic] = self._clock()
+
+    def idle_since(self, topic: str) -> float | None:
+        """Return since when the topic's agent has been idle, or None if busy."""
+        if self._busy[topic] > 0:
+            return None
+        return self._last.get(topic, self._started)
+
+
+# Read by the stall guard, which treats only an idle agent's partition as stalled.
+activity = AgentActivity()
+
+
 async def partition_batches(
     stream: Any, lag: LagRecorder | None = applied_lag
 ) -> AsyncIterator[list[Any]]:
@@ -59,7 +87,12 @@ async def partition_batches(
             parts.setdefault((message.topic, message.partition), []).append(record)
         for part in parts.values():
             streams._current_event.set(weakref.ref(part[-1]))
-            yield part
+            topic = part[-1].message.topic
+            activity.begin(topic)
+            try:
+                yield part
+            finally:
+                activity.end(topic)
             if lag is not None:
                 now = time.time()
                 for record in part:

@@ -7,14 +7,12 @@ rebalance can set that read offset past records that were never processed.
 The committed offset then stays behind the end of the partition for good.
 
 The guard checks the agents' source partitions every ``CHECK_S`` seconds.
-A partition is stalled when its committed offset is below its end offset,
-Faust's fetch loop has handed on every record up to the end (its read offset
-is the last one), and no record of it is waiting for an agent. A backlog
-never looks like that: records not yet handed on keep the read offset
-behind the end, and handed ones stay unacknowledged until applied. A
-partition stalled for ``STALL_AFTER_S`` while no rebalance or recovery ran
-is sought back to its committed offset, which also resets Faust's read
-offset. Records read a second time are dropped by the agents' duplicate
+A partition is stalled when its committed offset stayed below its end offset
+for ``STALL_AFTER_S``, no record of it waits for its agent, and that agent
+has had no batch to work on for as long, while no rebalance or recovery ran.
+A backlog never looks like that, because its agent keeps working. A stalled
+partition is sought back to its committed offset, which also resets Faust's
+read offset. Records read a second time are dropped by the agents' duplicate
 checks (offsets and event ids), so nothing is counted twice.
 """
 
@@ -26,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from agents.batching import AgentActivity, activity
 from app.metrics import RESEEKED, counters
 
 logger = logging.getLogger(__name__)
@@ -49,8 +48,10 @@ class StallGuard:
         topics: Iterable[str],
         stall_after_s: float = STALL_AFTER_S,
         clock: Callable[[], float] = time.monotonic,
+        agents: AgentActivity = activity,
     ) -> None:
         self._app = app
+        self._agents = agents
         self._topics = frozenset(topics)
         self._stall_after_s = stall_after_s
         self._clock = clock
@@ -69,21 +70,20 @@ class StallGuard:
         for tp in set(self._watches) - assigned:
             del self._watches[tp]
         sought = []
-        # Faust keeps these three only in private attributes.
+        # Faust keeps these two only in private attributes.
         waiting = {message.tp for message in list(consumer._unacked_messages)}
         for tp in sorted(assigned):
             committed = consumer._committed_offset.get(tp)
-            read = consumer._read_offset.get(tp)
             end = consumer.highwater(tp)
-            behind = end is not None and end > (committed or 0)
-            stalled = (
-                behind and read is not None and read + 1 >= end and tp not in waiting
-            )
             watch = self._watches.get(tp)
-            if not stalled or watch is None or watch.committed != committed:
+            behind = end is not None and end > (committed or 0)
+            if not behind or watch is None or watch.committed != committed:
                 self._watches[tp] = _Watch(committed, now)
                 continue
-            if now - watch.since < self._stall_after_s:
+            if now - watch.since < self._stall_after_s or tp in waiting:
+                continue
+            idle_since = self._agents.idle_since(tp.topic)
+            if idle_since is None or now - idle_since < self._stall_after_s:
                 continue
             offset = committed or 0
             logger.warning(

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
+from agents.batching import AgentActivity
 from agents.guard import StallGuard
 from app.metrics import RESEEKED, counters
 
@@ -17,7 +18,6 @@ OTHER = TopicPartition("t-messages-changelog", 0)
 class FakeConsumer:
     def __init__(self) -> None:
         self._committed_offset: dict[TopicPartition, int | None] = {}
-        self._read_offset: dict[TopicPartition, int | None] = {}
         self._unacked_messages: list[Any] = []
         self.ends: dict[TopicPartition, int] = {}
         self.sought: list[tuple[TopicPartition, int]] = []
@@ -50,7 +50,11 @@ class Clock:
 def make_guard() -> tuple[StallGuard, FakeApp, Clock]:
     app: Any = FakeApp()
     clock = Clock()
-    guard = StallGuard(app, ["t-messages"], stall_after_s=15.0, clock=clock)
+    agents = AgentActivity(clock=clock)
+    guard = StallGuard(
+        app, ["t-messages"], stall_after_s=15.0, clock=clock, agents=agents
+    )
+    app.agents = agents
     return guard, app, clock
 
 
@@ -58,7 +62,6 @@ async def test_stuck_partition_is_sought_back_to_its_committed_offset() -> None:
     guard, app, clock = make_guard()
     app.consumer.ends = {SOURCE: 24, OTHER: 50}
     app.consumer._committed_offset = {SOURCE: 9, OTHER: 3}
-    app.consumer._read_offset = {SOURCE: 23, OTHER: 49}
     before = counters.value(RESEEKED, topic="t-messages")
 
     assert await guard.check() == []
@@ -80,7 +83,6 @@ async def test_progress_caught_up_or_recovery_resets_the_watch() -> None:
     guard, app, clock = make_guard()
     app.consumer.ends = {SOURCE: 24}
     app.consumer._committed_offset = {SOURCE: 9}
-    app.consumer._read_offset = {SOURCE: 23}
     await guard.check()
 
     clock.now += 16.0
@@ -106,27 +108,31 @@ async def test_nothing_committed_yet_seeks_to_the_start() -> None:
     guard, app, clock = make_guard()
     app.consumer.ends = {SOURCE: 5}
     app.consumer._committed_offset = {}
-    app.consumer._read_offset = {SOURCE: 4}
     await guard.check()
     clock.now += 20.0
     assert await guard.check() == [SOURCE]
     assert app.consumer.sought == [(SOURCE, 0)]
 
 
-async def test_backlog_and_records_in_flight_are_not_stalls() -> None:
+async def test_busy_agent_and_records_in_flight_are_not_stalls() -> None:
     guard, app, clock = make_guard()
     app.consumer.ends = {SOURCE: 5000}
     app.consumer._committed_offset = {SOURCE: 100}
-    # Records up to 4999 not handed on yet: a backlog behind a slow agent.
-    app.consumer._read_offset = {SOURCE: 2000}
+    # The agent works through a backlog of other partitions.
     for _ in range(5):
+        app.agents.begin("t-messages")
         clock.now += 20.0
         assert await guard.check() == []
+        app.agents.end("t-messages")
 
-    # Every record handed on, but one still waits for its agent.
-    app.consumer._read_offset = {SOURCE: 4999}
+    # The agent is idle, but one record of the partition waits for it.
     app.consumer._unacked_messages = [SimpleNamespace(tp=SOURCE)]
     for _ in range(5):
         clock.now += 20.0
         assert await guard.check() == []
     assert app.consumer.sought == []
+
+    # Neither busy nor waiting: the partition is stalled.
+    app.consumer._unacked_messages = []
+    clock.now += 20.0
+    assert await guard.check() == [SOURCE]
