@@ -7,13 +7,19 @@ rebalance can set that read offset past records that were never processed.
 The committed offset then stays behind the end of the partition for good.
 
 The guard checks the agents' source partitions every ``CHECK_S`` seconds.
-A partition is stalled when its committed offset stayed below its end offset
-for ``STALL_AFTER_S``, no record of it waits for its agent, and that agent
-has had no batch to work on for as long, while no rebalance or recovery ran.
-A backlog never looks like that, because its agent keeps working. A stalled
-partition is sought back to its committed offset, which also resets Faust's
-read offset. Records read a second time are dropped by the agents' duplicate
-checks (offsets and event ids), so nothing is counted twice.
+A partition is stalled when, for ``STALL_AFTER_S`` and while no rebalance or
+recovery ran, its committed offset stayed below its end offset although:
+
+* Faust's fetch loop has handed on every record up to the end (its read
+  offset is the last one), so the records are not queued behind another
+  topic's full buffer;
+* no record of the partition waits for its agent;
+* the agent has had no batch to work on, so it is not busy with a backlog.
+
+A stalled partition is sought back to its committed offset, which also
+resets Faust's read offset. Records read a second time are dropped by the
+agents' duplicate checks (offsets and event ids), so nothing is counted
+twice.
 """
 
 from __future__ import annotations
@@ -70,10 +76,11 @@ class StallGuard:
         for tp in set(self._watches) - assigned:
             del self._watches[tp]
         sought = []
-        # Faust keeps these two only in private attributes.
+        # Faust keeps these three only in private attributes.
         waiting = {message.tp for message in list(consumer._unacked_messages)}
         for tp in sorted(assigned):
             committed = consumer._committed_offset.get(tp)
+            read = consumer._read_offset.get(tp)
             end = consumer.highwater(tp)
             watch = self._watches.get(tp)
             behind = end is not None and end > (committed or 0)
@@ -81,6 +88,8 @@ class StallGuard:
                 self._watches[tp] = _Watch(committed, now)
                 continue
             if now - watch.since < self._stall_after_s or tp in waiting:
+                continue
+            if read is None or read + 1 < end:
                 continue
             idle_since = self._agents.idle_since(tp.topic)
             if idle_since is None or now - idle_since < self._stall_after_s:

@@ -18,6 +18,7 @@ OTHER = TopicPartition("t-messages-changelog", 0)
 class FakeConsumer:
     def __init__(self) -> None:
         self._committed_offset: dict[TopicPartition, int | None] = {}
+        self._read_offset: dict[TopicPartition, int | None] = {}
         self._unacked_messages: list[Any] = []
         self.ends: dict[TopicPartition, int] = {}
         self.sought: list[tuple[TopicPartition, int]] = []
@@ -62,6 +63,7 @@ async def test_stuck_partition_is_sought_back_to_its_committed_offset() -> None:
     guard, app, clock = make_guard()
     app.consumer.ends = {SOURCE: 24, OTHER: 50}
     app.consumer._committed_offset = {SOURCE: 9, OTHER: 3}
+    app.consumer._read_offset = {SOURCE: 23, OTHER: 49}
     before = counters.value(RESEEKED, topic="t-messages")
 
     assert await guard.check() == []
@@ -83,6 +85,7 @@ async def test_progress_caught_up_or_recovery_resets_the_watch() -> None:
     guard, app, clock = make_guard()
     app.consumer.ends = {SOURCE: 24}
     app.consumer._committed_offset = {SOURCE: 9}
+    app.consumer._read_offset = {SOURCE: 23}
     await guard.check()
 
     clock.now += 16.0
@@ -108,6 +111,7 @@ async def test_nothing_committed_yet_seeks_to_the_start() -> None:
     guard, app, clock = make_guard()
     app.consumer.ends = {SOURCE: 5}
     app.consumer._committed_offset = {}
+    app.consumer._read_offset = {SOURCE: 4}
     await guard.check()
     clock.now += 20.0
     assert await guard.check() == [SOURCE]
@@ -118,6 +122,7 @@ async def test_busy_agent_and_records_in_flight_are_not_stalls() -> None:
     guard, app, clock = make_guard()
     app.consumer.ends = {SOURCE: 5000}
     app.consumer._committed_offset = {SOURCE: 100}
+    app.consumer._read_offset = {SOURCE: 4999}
     # The agent works through a backlog of other partitions.
     for _ in range(5):
         app.agents.begin("t-messages")
@@ -132,7 +137,15 @@ async def test_busy_agent_and_records_in_flight_are_not_stalls() -> None:
         assert await guard.check() == []
     assert app.consumer.sought == []
 
-    # Neither busy nor waiting: the partition is stalled.
+    # Idle, but records up to the end are not handed on yet: the fetch loop
+    # waits on another topic's full buffer.
     app.consumer._unacked_messages = []
+    app.consumer._read_offset = {SOURCE: 3000}
+    for _ in range(5):
+        clock.now += 20.0
+        assert await guard.check() == []
+
+    # None of these: the partition is stalled.
+    app.consumer._read_offset = {SOURCE: 4999}
     clock.now += 20.0
     assert await guard.check() == [SOURCE]
