@@ -41,7 +41,7 @@ T = TypeVar("T")
 
 
 class AgentActivity:
-    """When each topic's agent last worked on a batch, and whether it is now."""
+    """Record of when each topic's agent last worked on a batch, and if it does now."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -58,7 +58,7 @@ class AgentActivity:
         self._last[topic] = self._clock()
 
     def idle_since(self, topic: str) -> float | None:
-        """Return since when the topic's agent has been idle, or None if busy."""
+        """Return the time since which the topic's agent is idle, or None if busy."""
         if self._busy[topic] > 0:
             return None
         return self._last.get(topic, self._started)

@@ -7,8 +7,8 @@ cheap, with no table key per view:
   offset at or below the last one applied on its partition, which the
   ``view-offsets`` table keeps, one key per partition;
 * a record that a producer sent twice has a new offset and the same
-  ``event_id``; the total of each message keeps the event ids of its last
-  ``RECENT_VIEW_IDS`` views, and a view found there is a duplicate.
+  ``event_id``. The total of each message keeps the event ids of its last
+  ``RECENT_VIEW_IDS`` views, so a view found there is a duplicate.
 
 NOTE: a producer's copy sent after more than ``RECENT_VIEW_IDS`` later views
 of the same message is counted a second time.

@@ -81,7 +81,7 @@ async def _delete_topics(settings: Settings) -> int:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
-        # Event topics carry the prefix; Faust's changelogs, the app id.
+        # Event topics start with the prefix, and Faust's changelogs with the app id.
         names = [
             name
             for name in await admin.list_topics()

@@ -25,9 +25,9 @@ from app.settings import Settings
 DAY_SECONDS = 86_400.0
 MIB = 1024 * 1024
 # Each table has one RocksDB database per partition, 40 in all with 4
-# partitions. Faust's defaults (3 memtables of 64 MiB and a 2 GiB block cache
-# per database) let the worker's memory grow with every key it holds; these
-# bound every database to 8 MiB of memtables and an 8 MiB block cache.
+# partitions. Faust's defaults are 3 memtables of 64 MiB and a 2 GiB block
+# cache per database, so memory grows with every key. These options bound
+# every database to 8 MiB of memtables and an 8 MiB block cache.
 ROCKSDB_OPTIONS: dict[str, int] = {
     "write_buffer_size": 4 * MIB,
     "max_write_buffer_number": 2,

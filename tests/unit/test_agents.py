@@ -348,7 +348,7 @@ def view_of(message_id: str, duration_ms: int) -> Any:
     )
 
 
-async def test_redelivered_views_are_skipped_by_offset() -> None:
+async def test_redelivered_views_skipped_by_offset() -> None:
     pipeline = fake_pipeline()
     message_id = new_message_id()
     records = Records("views")
@@ -373,7 +373,7 @@ async def test_redelivered_views_are_skipped_by_offset() -> None:
     assert len(pipeline.topics.dead_letters.sent) == 1
 
 
-async def test_producer_copies_of_views_count_once_within_the_recent_ids() -> None:
+async def test_view_copies_count_once() -> None:
     pipeline = fake_pipeline()
     message_id = new_message_id()
     records = Records("views")

@@ -59,7 +59,7 @@ def make_guard() -> tuple[StallGuard, FakeApp, Clock]:
     return guard, app, clock
 
 
-async def test_stuck_partition_is_sought_back_to_its_committed_offset() -> None:
+async def test_stalled_partition_sought_to_committed() -> None:
     guard, app, clock = make_guard()
     app.consumer.ends = {SOURCE: 24, OTHER: 50}
     app.consumer._committed_offset = {SOURCE: 9, OTHER: 3}
@@ -81,7 +81,7 @@ async def test_stuck_partition_is_sought_back_to_its_committed_offset() -> None:
     assert await guard.check() == [SOURCE]
 
 
-async def test_progress_caught_up_or_recovery_resets_the_watch() -> None:
+async def test_progress_or_rebalance_resets_watch() -> None:
     guard, app, clock = make_guard()
     app.consumer.ends = {SOURCE: 24}
     app.consumer._committed_offset = {SOURCE: 9}
@@ -107,7 +107,7 @@ async def test_progress_caught_up_or_recovery_resets_the_watch() -> None:
     assert app.consumer.sought == []
 
 
-async def test_nothing_committed_yet_seeks_to_the_start() -> None:
+async def test_uncommitted_partition_sought_to_start() -> None:
     guard, app, clock = make_guard()
     app.consumer.ends = {SOURCE: 5}
     app.consumer._committed_offset = {}
@@ -118,7 +118,7 @@ async def test_nothing_committed_yet_seeks_to_the_start() -> None:
     assert app.consumer.sought == [(SOURCE, 0)]
 
 
-async def test_busy_agent_and_records_in_flight_are_not_stalls() -> None:
+async def test_busy_or_waiting_is_not_stall() -> None:
     guard, app, clock = make_guard()
     app.consumer.ends = {SOURCE: 5000}
     app.consumer._committed_offset = {SOURCE: 100}

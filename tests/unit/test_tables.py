@@ -21,7 +21,7 @@ def test_table_names_match_definitions(tmp_path: Path) -> None:
     assert names == set(TABLE_NAMES)
 
 
-def test_partition_check_waits_for_changelog_metadata(
+def test_partition_check_waits_for_metadata(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = Settings.from_env({"SOCIALSTREAM_STATE_DIR": str(tmp_path)})
@@ -45,7 +45,7 @@ def test_partition_check_waits_for_changelog_metadata(
     assert "source" in table._verified_source_topics_for_partitions
 
 
-def test_every_store_is_opened_with_bounded_memory(tmp_path: Path) -> None:
+def test_stores_open_with_bounded_memory(tmp_path: Path) -> None:
     settings = Settings.from_env({"SOCIALSTREAM_STATE_DIR": str(tmp_path)})
     app = create_app(settings)
     tables = create_tables(app, settings)
