@@ -29,6 +29,7 @@ from typing import Any
 import aiohttp
 
 from app.cli import create_event_topics, start_background_worker, stop_background_worker
+from app.deployment import delete_topics, drop_database
 from app.events import date_to_day
 from app.lag import wait_for_zero_lag
 from app.logs import configure_logging
@@ -75,25 +76,6 @@ def previous_deployment(base: Settings) -> Settings | None:
     return demo_settings(base, run_id)
 
 
-async def _delete_topics(settings: Settings) -> int:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        # Event topics start with the prefix, and Faust's changelogs with the app id.
-        names = [
-            name
-            for name in await admin.list_topics()
-            if name.startswith((settings.topic_prefix, f"{settings.app_id}-"))
-        ]
-        if names:
-            await admin.delete_topics(names)
-        return len(names)
-    finally:
-        await admin.close()
-
-
 def remove_deployment(settings: Settings) -> None:
     """Delete a demo deployment's topics, database, archive and local tables.
 
@@ -102,16 +84,8 @@ def remove_deployment(settings: Settings) -> None:
     """
     import shutil
 
-    from pymongo import MongoClient
-
-    topics = asyncio.run(_delete_topics(settings))
-    client: MongoClient[dict[str, Any]] = MongoClient(
-        settings.mongo_url, serverSelectionTimeoutMS=10_000
-    )
-    try:
-        client.drop_database(settings.mongo_db)
-    finally:
-        client.close()
+    topics = asyncio.run(delete_topics(settings))
+    drop_database(settings)
     if settings.archive_is_s3:
         from app.storage import s3_filesystem
 
@@ -124,7 +98,7 @@ def remove_deployment(settings: Settings) -> None:
     for folder in (settings.state_dir / "faust").glob(f"{settings.app_id}-*"):
         shutil.rmtree(folder, ignore_errors=True)
     print(
-        f"removed the previous deployment {settings.app_id}: {topics} topics, "
+        f"removed the previous deployment {settings.app_id}: {len(topics)} topics, "
         f"database {settings.mongo_db} and its archive"
     )
 

@@ -47,9 +47,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
-from pymongo import MongoClient
 
+from app.deployment import delete_topics, drop_database
 from app.settings import PROJECT_ROOT, Settings
 
 PORTS = range(6100, 6200)
@@ -183,30 +182,9 @@ def run_topics_command(env: Mapping[str, str], log_path: Path) -> None:
         )
 
 
-async def delete_topics(settings: Settings) -> None:
-    """Delete the deployment's event, rollup, changelog and Faust topics."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        names = [
-            name for name in await admin.list_topics()
-            if name.startswith((settings.topic_prefix, f"{settings.app_id}-"))
-        ]
-        if names:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
-
-
 def delete_deployment(settings: Settings) -> None:
     asyncio.run(delete_topics(settings))
-    client: MongoClient[dict[str, Any]] = MongoClient(
-        settings.mongo_url, serverSelectionTimeoutMS=5000
-    )
-    try:
-        client.drop_database(settings.mongo_db)
-    finally:
-        client.close()
+    drop_database(settings, timeout_ms=5000)
 
 
 def deployment_env(

@@ -18,6 +18,7 @@ from pymongo import MongoClient
 
 from app.cli import stop_background_worker
 from app.demo import previous_deployment, remove_deployment
+from app.deployment import owns_topic
 from app.settings import PROJECT_ROOT, Settings
 from app.storage import s3_filesystem
 
@@ -101,9 +102,7 @@ async def deployment_topics(settings: Settings) -> list[str]:
     await admin.start()
     try:
         return [
-            name
-            for name in await admin.list_topics()
-            if name.startswith((settings.topic_prefix, f"{settings.app_id}-"))
+            name for name in await admin.list_topics() if owns_topic(settings, name)
         ]
     finally:
         await admin.close()
