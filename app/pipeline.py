@@ -13,6 +13,7 @@ from typing import Any
 
 import faust
 from aiokafka.structs import RecordMetadata
+from faust.exceptions import ConsumerNotStarted
 
 from app.events import Event
 from app.lag import worker_topics
@@ -153,7 +154,12 @@ def create_pipeline(settings: Settings, *, with_web: bool = True) -> Pipeline:
 
     @app.timer(interval=GUARD_CHECK_S)  # type: ignore[untyped-decorator]
     async def guard_partitions() -> None:
-        await guard.check()
+        try:
+            await guard.check()
+        except ConsumerNotStarted:
+            pass
+        except Exception as error:  # noqa: BLE001 - logged, next check in 5 s
+            logger.warning("stall guard check failed: %r", error)
 
     @app.task  # type: ignore[untyped-decorator]
     async def log_start() -> None:
