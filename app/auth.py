@@ -58,7 +58,10 @@ def verify_token(settings: Settings, token: str) -> str:
     except jwt.InvalidAlgorithmError:
         raise InvalidToken(f"the token must be signed with {ALGORITHM}") from None
     except jwt.InvalidTokenError as error:
-        raise InvalidToken(f"the token is invalid: {error}") from None
+        raise InvalidToken(
+            f"the token is invalid: {error}; mint a new one with "
+            "'python -m app.cli token USER'"
+        ) from None
     try:
         return parse_user(claims["sub"], "sub")
     except InvalidEvent as error:

@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 # The hadoop-aws version must match the Hadoop client inside pyspark 4.0.
 S3A_VERSION = "3.4.1"
 DEFAULT_APP_NAME = "socialstream-backfill"
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 DEFAULT_CONF = {
     "spark.driver.memory": "1g",
     "spark.executor.memory": "1g",
@@ -142,6 +143,11 @@ def build_session(
     # pyspark starts its Python workers with $PYSPARK_PYTHON, else with
     # "python3", which need not have this environment's packages.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    spark_master = master or settings.spark_master
+    if spark_master.startswith("local") or urlparse(spark_master).hostname in LOOPBACK:
+        # Otherwise the driver binds the address its host name resolves to,
+        # which can be a public interface. A SPARK_LOCAL_IP already set wins.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     tools_dir = default_tools_dir(environ)
     jars = s3a_jars(tools_dir)
     if not jars:
@@ -152,7 +158,7 @@ def build_session(
         )
     conf = session_conf(
         settings,
-        master=master or settings.spark_master,
+        master=spark_master,
         jars=jars,
         app_name=app_name,
         extra=extra,

@@ -125,8 +125,13 @@ class Harness:
     kafka: FakeKafka
     headers: Headers
 
-    async def post(self, path: str, body: Any, user: str = "alice",
-                   headers: dict[str, str] | None = None) -> Any:
+    async def post(
+        self,
+        path: str,
+        body: Any,
+        user: str = "alice",
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         raw = body if isinstance(body, bytes) else orjson.dumps(body)
         all_headers = {**JSON_TYPE, **self.headers(user), **(headers or {})}
         return await self.client.post(path, data=raw, headers=all_headers)
@@ -202,14 +207,26 @@ async def test_post_message_limits_accepted(api: Harness, text: str) -> None:
         (b'{"body": null}', 400, "body", "must be a string"),
         (b'{"body": ["a"]}', 400, "body", "must be a string"),
         (b"{}", 400, "body", "is required"),
-        (b'{"body": "x", "user": "bob"}', 400, "user",
-         "is not a known field; allowed: body"),
+        (
+            b'{"body": "x", "user": "bob"}',
+            400,
+            "user",
+            "is not a known field; allowed: body",
+        ),
         (b'{"body": ""}', 400, "body", "must not be empty or only white space"),
         (b'{"body": " \\n\\t "}', 400, "body", "must not be empty or only white space"),
-        (orjson.dumps({"body": "x" * 1001}), 400, "body",
-         "must be at most 1000 characters, got 1001"),
-        (b'{"body": "a\\u0000b"}', 400, "body",
-         "must not contain NUL characters (U+0000)"),
+        (
+            orjson.dumps({"body": "x" * 1001}),
+            400,
+            "body",
+            "must be at most 1000 characters, got 1001",
+        ),
+        (
+            b'{"body": "a\\u0000b"}',
+            400,
+            "body",
+            "must not contain NUL characters (U+0000)",
+        ),
         (b'{"body": "\\ud800"}', 400, "$", "lone UTF-16 surrogate escape"),
         (b'{"body": "x\\udc00y"}', 400, "$", "lone UTF-16 surrogate escape"),
         (b'{"body": NaN}', 400, "$", "NaN and Infinity are not JSON numbers"),
@@ -233,17 +250,22 @@ async def test_post_message_bad_input(
     ("content_type", "message"),
     [
         ("text/plain", "must be application/json, got 'text/plain'"),
-        ("application/x-www-form-urlencoded",
-         "must be application/json, got 'application/x-www-form-urlencoded'"),
-        ("application/json; charset=latin-1",
-         "the charset must be utf-8, got 'latin-1'"),
+        (
+            "application/x-www-form-urlencoded",
+            "must be application/json, got 'application/x-www-form-urlencoded'",
+        ),
+        (
+            "application/json; charset=latin-1",
+            "the charset must be utf-8, got 'latin-1'",
+        ),
     ],
 )
 async def test_post_message_wrong_content_type(
     api: Harness, content_type: str, message: str
 ) -> None:
-    response = await api.post("/messages", {"body": "x"},
-                              headers={"Content-Type": content_type})
+    response = await api.post(
+        "/messages", {"body": "x"}, headers={"Content-Type": content_type}
+    )
     error = await error_of(response, 415)
     assert error["field"] == "Content-Type"
     assert error["message"] == message
@@ -251,8 +273,9 @@ async def test_post_message_wrong_content_type(
 
 
 async def test_post_message_without_content_type(api: Harness) -> None:
-    response = await api.client.post("/messages", data=b'{"body": "x"}',
-                                     headers=api.headers("alice"))
+    response = await api.client.post(
+        "/messages", data=b'{"body": "x"}', headers=api.headers("alice")
+    )
     error = await error_of(response, 415)
     assert error["message"] == (
         "must be application/json, got 'application/octet-stream'"
@@ -297,8 +320,9 @@ async def test_post_message_counts_rejections(api: Harness) -> None:
 
 
 async def test_write_without_token_rejected(api: Harness) -> None:
-    response = await api.client.post("/messages", data=b'{"body": "x"}',
-                                     headers=JSON_TYPE)
+    response = await api.client.post(
+        "/messages", data=b'{"body": "x"}', headers=JSON_TYPE
+    )
     error = await error_of(response, 401)
     assert error["field"] == "Authorization"
     assert error["message"] == "is missing; send 'Authorization: Bearer <token>'"
@@ -312,14 +336,19 @@ async def test_write_without_token_rejected(api: Harness) -> None:
         ("Basic YWxpY2U6cHc=", "must be 'Bearer <token>' with a JSON Web Token"),
         ("Bearer", "must be 'Bearer <token>' with a JSON Web Token"),
         ("Bearer ", "must be 'Bearer <token>' with a JSON Web Token"),
-        ("Bearer not-a-jwt", "the token is invalid: Not enough segments"),
+        (
+            "Bearer not-a-jwt",
+            "the token is invalid: Not enough segments; mint a new one with "
+            "'python -m app.cli token USER'",
+        ),
     ],
 )
 async def test_malformed_authorization_rejected(
     api: Harness, header: str, message: str
 ) -> None:
     response = await api.client.post(
-        "/messages", data=b'{"body": "x"}',
+        "/messages",
+        data=b'{"body": "x"}',
         headers={**JSON_TYPE, "Authorization": header},
     )
     error = await error_of(response, 401)
@@ -333,11 +362,15 @@ async def test_expired_token_rejected(api: Harness) -> None:
 
     from tests.conftest import TEST_JWT_SECRET
 
-    token = jwt.encode({"sub": "alice", "iat": 1, "exp": 2}, TEST_JWT_SECRET,
-                       algorithm="HS256")
-    for method, path in [("POST", "/messages"), ("POST", "/views"),
-                         ("PUT", f"/messages/{new_message_id()}/likes"),
-                         ("DELETE", f"/messages/{new_message_id()}/likes")]:
+    token = jwt.encode(
+        {"sub": "alice", "iat": 1, "exp": 2}, TEST_JWT_SECRET, algorithm="HS256"
+    )
+    for method, path in [
+        ("POST", "/messages"),
+        ("POST", "/views"),
+        ("PUT", f"/messages/{new_message_id()}/likes"),
+        ("DELETE", f"/messages/{new_message_id()}/likes"),
+    ]:
         response = await api.client.request(
             method, path, headers={"Authorization": f"Bearer {token}"}
         )
@@ -349,18 +382,23 @@ async def test_expired_token_rejected(api: Harness) -> None:
 async def test_forged_token_rejected(api: Harness) -> None:
     import jwt
 
-    token = jwt.encode({"sub": "alice", "iat": 1, "exp": 4_000_000_000},
-                       "forged-" + "k" * 60, algorithm="HS256")
-    response = await api.post("/messages", {"body": "x"},
-                              headers={"Authorization": f"Bearer {token}"})
+    token = jwt.encode(
+        {"sub": "alice", "iat": 1, "exp": 4_000_000_000},
+        "forged-" + "k" * 60,
+        algorithm="HS256",
+    )
+    response = await api.post(
+        "/messages", {"body": "x"}, headers={"Authorization": f"Bearer {token}"}
+    )
     error = await error_of(response, 401)
     assert error["message"] == "the token signature is invalid"
 
 
 async def test_token_scheme_case_insensitive(api: Harness) -> None:
     token = api.headers("alice")["Authorization"].split(" ", 1)[1]
-    response = await api.post("/messages", {"body": "x"},
-                              headers={"Authorization": f"bearer {token}"})
+    response = await api.post(
+        "/messages", {"body": "x"}, headers={"Authorization": f"bearer {token}"}
+    )
     assert response.status == 201
 
 
@@ -368,15 +406,21 @@ async def test_writes_without_secret_unavailable(api: Harness) -> None:
     context = api.client.app[context_module.API_CONTEXT]
     headers = api.headers("alice")
     context.settings = Settings(state_dir=context.settings.state_dir, jwt_secret="")
-    response = await api.client.post("/messages", data=b'{"body": "x"}',
-                                     headers={**JSON_TYPE, **headers})
+    response = await api.client.post(
+        "/messages", data=b'{"body": "x"}', headers={**JSON_TYPE, **headers}
+    )
     error = await error_of(response, 503)
     assert "SOCIALSTREAM_JWT_SECRET" in error["message"]
 
 
 async def test_reads_need_no_token(api: Harness) -> None:
-    for path in ["/messages", "/health", "/metrics", "/openapi.json",
-                 "/users/alice/messages"]:
+    for path in [
+        "/messages",
+        "/health",
+        "/metrics",
+        "/openapi.json",
+        "/users/alice/messages",
+    ]:
         response = await api.client.get(path)
         assert response.status == 200, path
 
@@ -387,8 +431,9 @@ async def test_reads_need_no_token(api: Harness) -> None:
 async def test_like_known_message(api: Harness) -> None:
     message_id = new_message_id()
     api.store.messages[message_id] = stored(message_id)
-    response = await api.client.put(f"/messages/{message_id}/likes",
-                                    headers=api.headers("bob"))
+    response = await api.client.put(
+        f"/messages/{message_id}/likes", headers=api.headers("bob")
+    )
     assert response.status == 202
     [event] = api.kafka.published
     assert await response.json() == {
@@ -406,8 +451,9 @@ async def test_like_known_message(api: Harness) -> None:
 async def test_unlike_known_message(api: Harness) -> None:
     message_id = new_message_id()
     api.store.messages[message_id] = stored(message_id)
-    response = await api.client.delete(f"/messages/{message_id}/likes",
-                                       headers=api.headers("bob"))
+    response = await api.client.delete(
+        f"/messages/{message_id}/likes", headers=api.headers("bob")
+    )
     assert response.status == 202
     assert (await response.json())["state"] == "not liked"
     assert [e.type for e in api.kafka.published] == ["LikeRemoved"]
@@ -436,8 +482,9 @@ async def test_like_waits_for_recent_message(api: Harness) -> None:
         api.store.messages[message_id] = stored(message_id)
 
     writer = asyncio.create_task(write_later())
-    response = await api.client.put(f"/messages/{message_id}/likes",
-                                    headers=api.headers("bob"))
+    response = await api.client.put(
+        f"/messages/{message_id}/likes", headers=api.headers("bob")
+    )
     await writer
     assert response.status == 202
     assert [e.message_id for e in api.kafka.published] == [message_id]
@@ -449,8 +496,9 @@ async def test_like_recent_message_gives_up(
     monkeypatch.setattr(likes_module, "MESSAGE_WAIT_S", 0.4)
     message_id = uuid7_at(NOW_S - 30)
     started = asyncio.get_running_loop().time()
-    response = await api.client.put(f"/messages/{message_id}/likes",
-                                    headers=api.headers("bob"))
+    response = await api.client.put(
+        f"/messages/{message_id}/likes", headers=api.headers("bob")
+    )
     elapsed = asyncio.get_running_loop().time() - started
     await error_of(response, 404)
     assert 0.4 <= elapsed < 2.0
@@ -465,15 +513,20 @@ def test_uuid7_helper_timestamp() -> None:
     ("message_id", "message"),
     [
         ("not-a-uuid", "must be a UUID, got 'not-a-uuid'"),
-        ("01930B6E-8B1A-7C3D-9E4F-0123456789AB",
-         "must be a lower-case UUID in 8-4-4-4-12 form"),
-        ("01930b6e8b1a7c3d9e4f0123456789ab",
-         "must be a lower-case UUID in 8-4-4-4-12 form"),
+        (
+            "01930B6E-8B1A-7C3D-9E4F-0123456789AB",
+            "must be a lower-case UUID in 8-4-4-4-12 form",
+        ),
+        (
+            "01930b6e8b1a7c3d9e4f0123456789ab",
+            "must be a lower-case UUID in 8-4-4-4-12 form",
+        ),
     ],
 )
 async def test_like_malformed_id(api: Harness, message_id: str, message: str) -> None:
-    response = await api.client.put(f"/messages/{message_id}/likes",
-                                    headers=api.headers("bob"))
+    response = await api.client.put(
+        f"/messages/{message_id}/likes", headers=api.headers("bob")
+    )
     error = await error_of(response, 400)
     assert error["field"] == "message_id"
     assert error["message"] == message
@@ -484,7 +537,8 @@ async def test_like_with_body_rejected(api: Harness) -> None:
     message_id = new_message_id()
     api.store.messages[message_id] = stored(message_id)
     response = await api.client.put(
-        f"/messages/{message_id}/likes", data=b'{"user": "mallory"}',
+        f"/messages/{message_id}/likes",
+        data=b'{"user": "mallory"}',
         headers={**JSON_TYPE, **api.headers("bob")},
     )
     error = await error_of(response, 400)
@@ -512,8 +566,7 @@ def view(**changes: Any) -> dict[str, Any]:
 
 async def test_views_accepted(api: Harness) -> None:
     own_id = new_event_id()
-    views = [view(), view(started_at=(NOW_US // 1000) - 5000),
-             view(event_id=own_id)]
+    views = [view(), view(started_at=(NOW_US // 1000) - 5000), view(event_id=own_id)]
     response = await api.post("/views", {"views": views}, user="carol")
     assert response.status == 202
     assert await response.json() == {"accepted": 3}
@@ -544,42 +597,85 @@ async def test_views_batch_of_500_accepted(api: Harness) -> None:
         ({"views": []}, "views", "must contain 1 to 500 views, got 0"),
         ({"views": [view()] * 501}, "views", "must contain 1 to 500 views, got 501"),
         ({"views": [view(), 5]}, "views[1]", "must be a JSON object"),
-        ({"views": [view(user="bob")]}, "views[0].user",
-         "is not a known field; allowed: message_id, started_at, duration_ms, "
-         "event_id"),
-        ({"views": [view(), {"message_id": new_message_id(), "started_at": "x"}]},
-         "views[1].duration_ms", "is required"),
-        ({"views": [view(message_id="nope")]}, "views[0].message_id",
-         "must be a UUID, got 'nope'"),
+        (
+            {"views": [view(user="bob")]},
+            "views[0].user",
+            "is not a known field; allowed: message_id, started_at, duration_ms, "
+            "event_id",
+        ),
+        (
+            {"views": [view(), {"message_id": new_message_id(), "started_at": "x"}]},
+            "views[1].duration_ms",
+            "is required",
+        ),
+        (
+            {"views": [view(message_id="nope")]},
+            "views[0].message_id",
+            "must be a UUID, got 'nope'",
+        ),
         ({"views": [view(event_id=5)]}, "views[0].event_id", "must be a UUID string"),
-        ({"views": [view(), view(), view(), view(duration_ms=0)]},
-         "views[3].duration_ms",
-         "must be greater than 0 and at most 3600000 (one hour), got 0"),
-        ({"views": [view(duration_ms=-5)]}, "views[0].duration_ms",
-         "must be greater than 0 and at most 3600000 (one hour), got -5"),
-        ({"views": [view(duration_ms=3_600_001)]}, "views[0].duration_ms",
-         "must be greater than 0 and at most 3600000 (one hour), got 3600001"),
-        ({"views": [view(duration_ms=1.5)]}, "views[0].duration_ms",
-         "must be an integer number of milliseconds"),
-        ({"views": [view(duration_ms="100")]}, "views[0].duration_ms",
-         "must be an integer number of milliseconds"),
-        ({"views": [view(duration_ms=True)]}, "views[0].duration_ms",
-         "must be an integer number of milliseconds"),
-        ({"views": [view(started_at=format_micros(NOW_US + 300_000_001))]},
-         "views[0].started_at",
-         "is more than 5 minutes after the time it was reported"),
-        ({"views": [view(started_at=format_micros(RETENTION_START_US - 1))]},
-         "views[0].started_at", "is older than the retention period of 30 days"),
-        ({"views": [view(started_at="2026-12-04T10:14:00")]}, "views[0].started_at",
-         "must be an RFC 3339 timestamp with a UTC offset, such as "
-         "2026-12-04T10:15:00.000Z; got '2026-12-04T10:14:00'"),
-        ({"views": [view(started_at=int(NOW_S))]}, "views[0].started_at",
-         f"{int(NOW_S)} looks like epoch seconds; send epoch milliseconds or an "
-         "RFC 3339 string"),
-        ({"views": [view(started_at=NOW_S * 1000)]}, "views[0].started_at",
-         "must be an RFC 3339 string or epoch milliseconds"),
-        ({"views": [view(started_at=None)]}, "views[0].started_at",
-         "must be an RFC 3339 string or epoch milliseconds"),
+        (
+            {"views": [view(), view(), view(), view(duration_ms=0)]},
+            "views[3].duration_ms",
+            "must be greater than 0 and at most 3600000 (one hour), got 0",
+        ),
+        (
+            {"views": [view(duration_ms=-5)]},
+            "views[0].duration_ms",
+            "must be greater than 0 and at most 3600000 (one hour), got -5",
+        ),
+        (
+            {"views": [view(duration_ms=3_600_001)]},
+            "views[0].duration_ms",
+            "must be greater than 0 and at most 3600000 (one hour), got 3600001",
+        ),
+        (
+            {"views": [view(duration_ms=1.5)]},
+            "views[0].duration_ms",
+            "must be an integer number of milliseconds",
+        ),
+        (
+            {"views": [view(duration_ms="100")]},
+            "views[0].duration_ms",
+            "must be an integer number of milliseconds",
+        ),
+        (
+            {"views": [view(duration_ms=True)]},
+            "views[0].duration_ms",
+            "must be an integer number of milliseconds",
+        ),
+        (
+            {"views": [view(started_at=format_micros(NOW_US + 300_000_001))]},
+            "views[0].started_at",
+            "is more than 5 minutes after the time it was reported",
+        ),
+        (
+            {"views": [view(started_at=format_micros(RETENTION_START_US - 1))]},
+            "views[0].started_at",
+            "is older than the retention period of 30 days",
+        ),
+        (
+            {"views": [view(started_at="2026-12-04T10:14:00")]},
+            "views[0].started_at",
+            "must be an RFC 3339 timestamp with a UTC offset, such as "
+            "2026-12-04T10:15:00.000Z; got '2026-12-04T10:14:00'",
+        ),
+        (
+            {"views": [view(started_at=int(NOW_S))]},
+            "views[0].started_at",
+            f"{int(NOW_S)} looks like epoch seconds; send epoch milliseconds or an "
+            "RFC 3339 string",
+        ),
+        (
+            {"views": [view(started_at=NOW_S * 1000)]},
+            "views[0].started_at",
+            "must be an RFC 3339 string or epoch milliseconds",
+        ),
+        (
+            {"views": [view(started_at=None)]},
+            "views[0].started_at",
+            "must be an RFC 3339 string or epoch milliseconds",
+        ),
     ],
 )
 async def test_views_bad_input(
@@ -592,8 +688,10 @@ async def test_views_bad_input(
 
 
 async def test_views_on_retention_boundary_accepted(api: Harness) -> None:
-    views = [view(started_at=format_micros(RETENTION_START_US)),
-             view(started_at=format_micros(NOW_US + 300_000_000))]
+    views = [
+        view(started_at=format_micros(RETENTION_START_US)),
+        view(started_at=format_micros(NOW_US + 300_000_000)),
+    ]
     response = await api.post("/views", {"views": views})
     assert response.status == 202
 
@@ -648,15 +746,17 @@ async def test_feed_defaults(api: Harness) -> None:
 
 async def test_feed_passes_limit_and_cursor(api: Harness) -> None:
     cursor = encode_cursor(NOW_US, new_message_id())
-    response = await api.client.get("/messages", params={"limit": "100",
-                                                         "cursor": cursor})
+    response = await api.client.get(
+        "/messages", params={"limit": "100", "cursor": cursor}
+    )
     assert response.status == 200
     assert api.store.pages == [(None, 100, cursor)]
 
 
 async def test_user_feed_passes_user(api: Harness) -> None:
-    response = await api.client.get("/users/bob.b@x-y_z/messages",
-                                    params={"limit": "1"})
+    response = await api.client.get(
+        "/users/bob.b@x-y_z/messages", params={"limit": "1"}
+    )
     assert response.status == 200
     assert api.store.pages == [("bob.b@x-y_z", 1, None)]
 
@@ -671,15 +771,27 @@ async def test_user_feed_passes_user(api: Harness) -> None:
         ("limit=1.5", "limit", "must be an integer from 1 to 100, got '1.5'"),
         ("limit=abc", "limit", "must be an integer from 1 to 100, got 'abc'"),
         ("limit=", "limit", "must be an integer from 1 to 100, got ''"),
-        ("limit=99999999999", "limit",
-         "must be an integer from 1 to 100, got '99999999999'"),
+        (
+            "limit=99999999999",
+            "limit",
+            "must be an integer from 1 to 100, got '99999999999'",
+        ),
         ("limit=1&limit=2", "limit", "must be given at most once"),
-        ("cursor=abc", "cursor", "is not a cursor returned as next_cursor by this "
-         "endpoint"),
-        ("cursor=", "cursor", "is not a cursor returned as next_cursor by this "
-         "endpoint"),
-        ("cursor=WyJhIiwxXQ", "cursor", "is not a cursor returned as next_cursor "
-         "by this endpoint"),
+        (
+            "cursor=abc",
+            "cursor",
+            "is not a cursor returned as next_cursor by this endpoint",
+        ),
+        (
+            "cursor=",
+            "cursor",
+            "is not a cursor returned as next_cursor by this endpoint",
+        ),
+        (
+            "cursor=WyJhIiwxXQ",
+            "cursor",
+            "is not a cursor returned as next_cursor by this endpoint",
+        ),
         ("page=2", "page", "is not a known query parameter; allowed: limit, cursor"),
     ],
 )
@@ -763,14 +875,18 @@ async def test_health_ok(api: Harness) -> None:
     assert await response.json() == {"status": "ok", "kafka": True, "mongodb": True}
 
 
-@pytest.mark.parametrize(("kafka", "mongodb"), [(False, True), (True, False),
-                                                (False, False)])
+@pytest.mark.parametrize(
+    ("kafka", "mongodb"), [(False, True), (True, False), (False, False)]
+)
 async def test_health_names_failure(api: Harness, kafka: bool, mongodb: bool) -> None:
     api.kafka.healthy, api.store.healthy = kafka, mongodb
     response = await api.client.get("/health")
     assert response.status == 503
-    assert await response.json() == {"status": "unavailable", "kafka": kafka,
-                                     "mongodb": mongodb}
+    assert await response.json() == {
+        "status": "unavailable",
+        "kafka": kafka,
+        "mongodb": mongodb,
+    }
 
 
 async def test_metrics_prometheus_text(api: Harness) -> None:
