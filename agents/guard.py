@@ -13,8 +13,8 @@ A partition is stalled when, for ``STALL_AFTER_S`` and while no rebalance or
 recovery ran, its committed offset stayed below its end offset although:
 
 * Faust's fetch loop has handed on every record up to the end (its read
-  offset is the last one), so the records are not queued behind another
-  topic's full buffer;
+  offset is the last one, or there is none since the last seek), so the
+  records are not queued behind another topic's full buffer;
 * no record of the partition waits for its agent;
 * the agent has had no batch to work on, so it is not busy with a backlog.
 
@@ -93,7 +93,10 @@ class StallGuard:
                 continue
             if now - watch.since < self._stall_after_s or tp in waiting:
                 continue
-            if read is None or read + 1 < end:
+            # No read offset: nothing was handed on since the last seek. That
+            # is the case when records fetched before a rebalance were dropped
+            # and the partition had no committed offset to seek back to.
+            if read is not None and read + 1 < end:
                 continue
             idle_since = self._agents.idle_since(tp.topic)
             if idle_since is None or now - idle_since < self._stall_after_s:

@@ -149,3 +149,16 @@ async def test_busy_or_waiting_is_not_stall() -> None:
     app.consumer._read_offset = {SOURCE: 4999}
     clock.now += 20.0
     assert await guard.check() == [SOURCE]
+
+
+async def test_partition_without_read_offset_sought() -> None:
+    # Records fetched before a rebalance were dropped, and nothing was
+    # committed, so Faust's own seek left no read offset.
+    guard, app, clock = make_guard()
+    app.consumer.ends = {SOURCE: 24}
+    app.consumer._committed_offset = {SOURCE: None}
+    app.consumer._read_offset = {SOURCE: None}
+    await guard.check()
+    clock.now += 20.0
+    assert await guard.check() == [SOURCE]
+    assert app.consumer.sought == [(SOURCE, 0)]
