@@ -5,7 +5,7 @@ cheap, with no table key per view. The total of each message keeps the event
 ids of its last ``RECENT_VIEW_IDS`` views, so a view found there is a
 duplicate, whether Kafka delivered the record again or a producer sent a
 copy. The ``view-offsets`` table keeps the last applied offset of each
-partition, which tells the two apart in the counters.
+partition, so the counters can separate the two.
 
 NOTE: a copy or redelivery that comes more than ``RECENT_VIEW_IDS`` views of
 the same message after its original is counted a second time.

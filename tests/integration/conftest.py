@@ -85,8 +85,8 @@ class Worker:
             text = self.log_path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return "(no log)"
-        kept = [line for line in text.splitlines() if not NOISE.search(line)]
-        return "\n".join(kept[-lines:])
+        useful = [line for line in text.splitlines() if not NOISE.search(line)]
+        return "\n".join(useful[-lines:])
 
     def stop(self) -> None:
         """Send SIGTERM, then SIGKILL after STOP_TIMEOUT_S; only to this process."""
