@@ -94,7 +94,10 @@ def create_app(settings: Settings) -> faust.App:
         broker_commit_every=1000,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=8192,
-        stream_wait_empty=False,
+        # On a rebalance, let the batches in progress finish and commit before
+        # the partitions move, so the revoked worker writes no table or rollup
+        # record after the new owner has started.
+        stream_wait_empty=True,
         logging_config=None,
     )
     app.producer.buffer.max_messages = PRODUCER_BUFFER_MAX_MESSAGES
