@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +63,8 @@ class FeedStore:
         self._indexed = False
         self._index_lock: asyncio.Lock | None = None
         self._write_lock: asyncio.Lock | None = None
+        # Page reads in flight, by (user, limit, cursor); see _shared_read.
+        self._reads: dict[tuple[str | None, int, str | None], asyncio.Task[Page]] = {}
 
     async def start(self) -> None:
         """Create the indexes; the client itself connects on first use."""
@@ -160,12 +162,47 @@ class FeedStore:
         return None if document is None else to_api(document)
 
     async def feed(self, limit: int, cursor: str | None = None) -> Page:
-        return await self._page({}, limit, cursor)
+        return await self._shared_read(
+            (None, limit, cursor), lambda: self._page({}, limit, cursor)
+        )
 
     async def user_messages(
         self, user: str, limit: int, cursor: str | None = None
     ) -> Page:
-        return await self._page({"user": user}, limit, cursor)
+        return await self._shared_read(
+            (user, limit, cursor), lambda: self._page({"user": user}, limit, cursor)
+        )
+
+    async def _shared_read(
+        self,
+        key: tuple[str | None, int, str | None],
+        read: Callable[[], Coroutine[Any, Any, Page]],
+    ) -> Page:
+        """Run ``read``, or join the identical read already in flight.
+
+        A popular page is requested many times at once, and FerretDB 1.24 on
+        SQLite sorts the whole collection for every page, because it pushes
+        down only ``_id`` filters and ``$natural`` order. Coalescing keeps
+        one query per page in flight, so the load on the database stays
+        bounded as the request rate grows. A joined request gets a result
+        from a query that started at most one query time before it arrived.
+        """
+        task = self._reads.get(key)
+        if task is None:
+            task = asyncio.create_task(read())
+            self._reads[key] = task
+            task.add_done_callback(lambda done: self._forget_read(key, done))
+        # A cancelled request must not cancel the query that others await.
+        return await asyncio.shield(task)
+
+    def _forget_read(
+        self, key: tuple[str | None, int, str | None], task: asyncio.Task[Page]
+    ) -> None:
+        if self._reads.get(key) is task:
+            del self._reads[key]
+        if not task.cancelled():
+            # Marks the error as retrieved when every requester was cancelled.
+            task.exception()
 
     async def _page(
         self, query: dict[str, Any], limit: int, cursor: str | None

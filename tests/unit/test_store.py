@@ -1,0 +1,98 @@
+"""Coalescing of identical page reads in the feed store."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.settings import Settings
+from app.store import FeedStore, Page
+
+
+class GatedStore(FeedStore):
+    """A feed store whose page query waits for a gate and counts its calls."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        super().__init__(Settings(state_dir=tmp_path))
+        self.gate = asyncio.Event()
+        self.queries: list[tuple[dict[str, Any], int, str | None]] = []
+        self.error: Exception | None = None
+
+    async def _page(
+        self, query: dict[str, Any], limit: int, cursor: str | None
+    ) -> Page:
+        self.queries.append((query, limit, cursor))
+        await self.gate.wait()
+        if self.error is not None:
+            raise self.error
+        return Page([{"query": query, "limit": limit}], None)
+
+
+async def test_concurrent_feed_reads_share_query(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path)
+    readers = [asyncio.create_task(store.feed(20)) for _ in range(5)]
+    await asyncio.sleep(0)
+    store.gate.set()
+    pages = await asyncio.gather(*readers)
+
+    assert store.queries == [({}, 20, None)]
+    assert all(page is pages[0] for page in pages)
+
+
+async def test_different_pages_query_separately(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path)
+    readers = [
+        asyncio.create_task(store.feed(20)),
+        asyncio.create_task(store.feed(10)),
+        asyncio.create_task(store.user_messages("alice", 20)),
+    ]
+    await asyncio.sleep(0)
+    store.gate.set()
+    await asyncio.gather(*readers)
+
+    assert sorted(store.queries, key=repr) == sorted(
+        [({}, 20, None), ({}, 10, None), ({"user": "alice"}, 20, None)], key=repr
+    )
+
+
+async def test_read_after_completion_queries_again(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path)
+    store.gate.set()
+    await store.feed(20)
+    await store.feed(20)
+
+    assert len(store.queries) == 2
+
+
+async def test_cancelled_reader_keeps_shared_query(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path)
+    first = asyncio.create_task(store.feed(20))
+    second = asyncio.create_task(store.feed(20))
+    await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.sleep(0)
+    store.gate.set()
+
+    page = await second
+
+    assert first.cancelled()
+    assert page.items == [{"query": {}, "limit": 20}]
+    assert len(store.queries) == 1
+
+
+async def test_failed_query_raises_in_every_reader(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path)
+    store.error = RuntimeError("database down")
+    readers = [asyncio.create_task(store.feed(20)) for _ in range(3)]
+    await asyncio.sleep(0)
+    store.gate.set()
+
+    results = await asyncio.gather(*readers, return_exceptions=True)
+
+    assert [str(result) for result in results] == ["database down"] * 3
+    assert len(store.queries) == 1
+    with pytest.raises(RuntimeError, match="database down"):
+        await store.feed(20)
