@@ -97,25 +97,6 @@ async def partition_batches(
                 now = time.time()
                 for record in part:
                     lag.record((now - record.message.timestamp) * 1000.0)
-        # take_events acks the batch once this loop asks for the next one.
-        await drain_producer(stream.app)
-
-
-async def drain_producer(app: Any) -> None:
-    """Wait until the broker has acknowledged every record produced so far.
-
-    Faust commits a source offset once its record is acked, whether or not the
-    table changelog records written for it were sent. Its own flush before a
-    commit (``ProducerBuffer.flush`` in faust-streaming 0.15.3) gives up after
-    0.1 s without a send, so under load a commit could pass changelog records
-    still in the buffer. A worker that took the partition over in a rebalance
-    then recovered the table without them and went on after their offsets,
-    which lost those updates. Draining before the ack closes that gap.
-    """
-    producer = app.producer
-    while producer.buffer.size:
-        await producer.buffer.flush()
-    await producer.flush()
 
 
 class DeadLetters:

@@ -7,10 +7,8 @@ duplicate, whether Kafka delivered the record again or a producer sent a
 copy. The ``view-offsets`` table keeps the last applied offset of each
 partition, so the counters can separate the two.
 
-NOTE: with two workers, one fresh-clone run lost 5 of the 54 views of one
-message across a rebalance without a stall; the cause is not known yet.
-Also, a copy or redelivery that comes more than ``RECENT_VIEW_IDS`` views of
-the same message after its original is counted a second time.
+NOTE: a copy or redelivery that comes more than ``RECENT_VIEW_IDS`` views
+of the same message after its original is counted a second time.
 """
 
 from __future__ import annotations

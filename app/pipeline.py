@@ -17,6 +17,7 @@ from faust.exceptions import ConsumerNotStarted
 
 from app.events import Event
 from app.lag import worker_topics
+from app.producer_buffer import install_draining_buffer
 from app.settings import Settings
 from app.store import FeedStore
 from tables.definitions import CheckedTable, Tables, create_tables
@@ -100,7 +101,7 @@ def create_app(settings: Settings) -> faust.App:
         stream_wait_empty=True,
         logging_config=None,
     )
-    app.producer.buffer.max_messages = PRODUCER_BUFFER_MAX_MESSAGES
+    install_draining_buffer(app.producer, PRODUCER_BUFFER_MAX_MESSAGES)
     return app
 
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 import agents.likes as likes_module
-from agents.batching import DeadLetters, drain_producer
+from agents.batching import DeadLetters
 from agents.likes import apply_like_batch
 from agents.messages import apply_message_batch
 from agents.rollups import apply_day_rollups, apply_user_rollups
@@ -437,47 +437,3 @@ async def test_view_below_watermark_still_applied() -> None:
     await apply_view_batch(pipeline, dead, [records(view_of(message_id, 9).to_json())])
     assert pipeline.tables.message_views[message_id]["views"] == 1
     assert pipeline.tables.message_views[message_id]["view_ms"] == 9
-
-
-class SlowBuffer:
-    """Faust's producer buffer, whose flush gives up after sending one record."""
-
-    def __init__(self, pending: int) -> None:
-        self.pending = pending
-        self.flush_calls = 0
-
-    @property
-    def size(self) -> int:
-        return self.pending
-
-    async def flush(self) -> None:
-        self.flush_calls += 1
-        self.pending = max(0, self.pending - 1)
-
-
-class RecordingProducer:
-    def __init__(self, pending: int) -> None:
-        self.buffer = SlowBuffer(pending)
-        self.broker_flushes_with_buffer: list[int] = []
-
-    async def flush(self) -> None:
-        self.broker_flushes_with_buffer.append(self.buffer.size)
-
-
-async def test_drain_producer_empties_buffer() -> None:
-    producer = RecordingProducer(pending=3)
-
-    await drain_producer(SimpleNamespace(producer=producer))
-
-    assert producer.buffer.size == 0
-    assert producer.buffer.flush_calls == 3
-    assert producer.broker_flushes_with_buffer == [0]
-
-
-async def test_drain_producer_empty_buffer() -> None:
-    producer = RecordingProducer(pending=0)
-
-    await drain_producer(SimpleNamespace(producer=producer))
-
-    assert producer.buffer.flush_calls == 0
-    assert producer.broker_flushes_with_buffer == [0]
