@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -42,7 +44,6 @@ from bench.common import (  # noqa: E402
 
 def quix_run(settings: Settings, count: int) -> float:
     """Run the Quix Streams baseline on the same topics; return events per second."""
-    import subprocess
     import tempfile
 
     script = str(Path(__file__).resolve().parent / "quix_baseline.py")
@@ -57,7 +58,9 @@ def quix_run(settings: Settings, count: int) -> float:
     return float(result.stdout.strip().splitlines()[-1])
 
 
-async def worker_run(count: int, quix: bool = False) -> float:
+async def worker_run(
+    count: int, quix: bool = False, profile: Path | None = None
+) -> float:
     port = free_port()
     settings = isolated_settings("worker", SOCIALSTREAM_API_PORT=str(port))
     log = settings.log_dir / f"bench-{settings.app_id}.log"
@@ -65,14 +68,20 @@ async def worker_run(count: int, quix: bool = False) -> float:
 
     await create_event_topics(settings)
     worker = start_worker(settings, log)
+    sampler = None
     try:
         await asyncio.to_thread(wait_healthy, settings.api_url)
         records = list(workload(count))
+        if profile is not None:
+            sampler = start_sampler(worker.pid, profile)
         started = time.perf_counter()
         await produce(settings, records)
         await wait_for_zero_lag(settings, timeout_s=1800, poll_s=0.25)
         elapsed = time.perf_counter() - started
     finally:
+        if sampler is not None:
+            sampler.send_signal(signal.SIGINT)
+            sampler.wait(timeout=60)
         worker.terminate()
         worker.wait(timeout=60)
     await bare_loop_run(settings, count)
@@ -118,6 +127,62 @@ async def bare_loop_run(settings: Settings, count: int) -> float:
     return seen / elapsed
 
 
+def start_sampler(pid: int, output: Path) -> subprocess.Popen[bytes]:
+    """Sample the worker's Python stacks with py-spy into a collapsed-stack file."""
+    py_spy = Path(sys.executable).with_name("py-spy")
+    if not py_spy.exists():
+        raise SystemExit("--profile needs py-spy: pip install -e '.[bench]'")
+    return subprocess.Popen(
+        [
+            str(py_spy),
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--output",
+            str(output),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def summarize_profile(path: Path, top: int = 25) -> list[str]:
+    """Return the functions with the most samples on stack and on top of stack.
+
+    Each line of py-spy's raw format is ``frame;frame;...;frame count``,
+    outermost frame first.
+    """
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        frames = [frame_name(frame) for frame in stack.split(";")]
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    lines = [f"{total} samples; share of samples with the function on the stack:"]
+    lines += [f"  {n / total:6.1%}  {name}" for name, n in inclusive.most_common(top)]
+    lines.append("share of samples with the function on top of the stack:")
+    lines += [f"  {n / total:6.1%}  {name}" for name, n in own.most_common(top)]
+    return lines
+
+
+def frame_name(frame: str) -> str:
+    """Return ``name (module.py)`` for a py-spy frame ``name (path/module.py:line)``."""
+    name, _, place = frame.partition(" (")
+    path = place.split(":")[0]
+    return f"{name} ({Path(path).name})" if path else name
+
+
 BARE_RATES: list[float] = []
 QUIX_RATES: list[float] = []
 
@@ -136,11 +201,19 @@ def main() -> int:
         action="store_true",
         help="print only; do not append to docs/benchmarks.md",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="sample the worker with py-spy during each run into this "
+        "collapsed-stack file (overwritten per run) and print a summary",
+    )
     args = parser.parse_args()
 
     worker_rates = []
     for run in range(args.runs):
-        rate = asyncio.run(worker_run(args.events, args.quix))
+        rate = asyncio.run(worker_run(args.events, args.quix, args.profile))
+        if args.profile is not None:
+            print("\n".join(summarize_profile(args.profile)), flush=True)
         worker_rates.append(rate)
         quix_text = f", quix {QUIX_RATES[-1]:,.0f} events/s" if QUIX_RATES else ""
         print(
