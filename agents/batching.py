@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import orjson
 from faust import streams
 
+from agents.continuity import OffsetContinuity
 from app.events import Event, InvalidEvent, day_to_date, decode_event
 from app.metrics import REJECTED, LagRecorder, applied_lag, counters
 
@@ -80,12 +81,16 @@ async def partition_batches(
     before the caller writes its tables. Faust exposes no public setter for
     that, hence the private context variable.
     """
+    continuity = OffsetContinuity()
     async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
         parts: dict[tuple[str, int], list[Any]] = {}
         for record in batch:
             message = record.message
             parts.setdefault((message.topic, message.partition), []).append(record)
-        for part in parts.values():
+        for records in parts.values():
+            part = await admit_contiguous(stream.app, continuity, records)
+            if not part:
+                continue
             streams._current_event.set(weakref.ref(part[-1]))
             topic = part[-1].message.topic
             activity.begin(topic)
@@ -97,6 +102,24 @@ async def partition_batches(
                 now = time.time()
                 for record in part:
                     lag.record((now - record.message.timestamp) * 1000.0)
+
+
+async def admit_contiguous(
+    app: Any, continuity: OffsetContinuity, records: list[Any]
+) -> list[Any]:
+    """Return the records of one partition that follow on without a gap.
+
+    When Faust skipped records, the partition is sought back to the first
+    missing one, so it is read again (see :mod:`agents.continuity`).
+    """
+    consumer = app.consumer
+    tp = records[0].message.tp
+    # Faust keeps the committed offsets only in a private attribute.
+    committed = consumer._committed_offset.get(tp)
+    admitted = continuity.admit(records, app.consumer_generation_id, committed)
+    if admitted.seek_to is not None:
+        await consumer.seek(tp, admitted.seek_to)
+    return admitted.records
 
 
 class DeadLetters:

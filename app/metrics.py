@@ -54,6 +54,7 @@ PARKED = "socialstream_parked_likes_total"
 UNPARKED = "socialstream_unparked_likes_total"
 RESEEKED = "socialstream_reseeked_partitions_total"
 REDELIVERED = "socialstream_redelivered_records_total"
+OFFSET_GAPS = "socialstream_offset_gaps_total"
 
 counters = Counters()
 counters.describe(
@@ -66,6 +67,10 @@ counters.describe(APPLIED, "Events applied by the agents.")
 counters.describe(PARKED, "Likes parked because their message had not arrived.")
 counters.describe(UNPARKED, "Parked likes applied or dead-lettered since.")
 counters.describe(REDELIVERED, "Records skipped because Kafka delivered them again.")
+counters.describe(
+    OFFSET_GAPS,
+    "Gaps in a source partition's offsets, each re-read from the first missing one.",
+)
 counters.describe(
     RESEEKED, "Stalled source partitions sought back to their committed offset."
 )
