@@ -6,7 +6,8 @@ For each size, writes an archive of the benchmark mix (messages 5 %, likes
 25 %, views 70 %, over three days) in the archiver's layout and schema to a
 local folder, then times, each ``--runs`` times:
 
-* Spark in local mode (``local[2]``, driver 1 GiB): read, classify,
+* Spark in local mode (``local[2]``, driver memory ``--driver-memory``,
+  1 GiB by default as in the job): read, classify,
   de-duplicate, like transitions, VADER scoring of the messages and every
   figure, forced with Spark's ``noop`` sink (no MongoDB write);
 * the baseline: the same rules and figures in DuckDB SQL, without sentiment,
@@ -121,7 +122,7 @@ def write_archive(folder: Path, count: int, seed: int = 1) -> int:
     return n_messages
 
 
-def time_spark(folder: Path, settings: Settings) -> float:
+def time_spark(folder: Path, settings: Settings, driver_memory: str) -> float:
     from pyspark.sql import functions as F
 
     from batch_backfill import aggregates
@@ -131,7 +132,10 @@ def time_spark(folder: Path, settings: Settings) -> float:
         settings,
         app_name="bench-backfill",
         master="local[2]",
-        extra={"spark.ui.showConsoleProgress": "false"},
+        extra={
+            "spark.ui.showConsoleProgress": "false",
+            "spark.driver.memory": driver_memory,
+        },
     )
     try:
         started = time.perf_counter()
@@ -232,6 +236,12 @@ def main() -> int:
     parser.add_argument("--events", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument(
+        "--driver-memory",
+        default="1g",
+        help="memory of the Spark driver, which in local mode also runs the "
+        "tasks, as a JVM size such as 1g or 2048m (default: 1g)",
+    )
     args = parser.parse_args()
     settings = Settings.from_env()
 
@@ -247,7 +257,7 @@ def main() -> int:
             )
             spark_s, duck_s = [], []
             for run in range(args.runs):
-                spark_s.append(time_spark(folder, settings))
+                spark_s.append(time_spark(folder, settings, args.driver_memory))
                 duck_s.append(time_duckdb(folder, settings.retention_days))
                 print(
                     f"{count:,} run {run + 1}: spark {spark_s[-1]:.1f} s, "
@@ -259,7 +269,15 @@ def main() -> int:
             shutil.rmtree(folder, ignore_errors=True)
         spark, duck = median(spark_s), median(duck_s)
         rows += [
-            (f"{count:,} events: Spark local[2], median s", f"{spark:.1f}"),
+            (
+                f"{count:,} events: Spark local[2], driver "
+                f"{args.driver_memory}, median s",
+                f"{spark:.1f}",
+            ),
+            (
+                f"{count:,} events: Spark runs, s",
+                ", ".join(f"{seconds:.1f}" for seconds in spark_s),
+            ),
             (f"{count:,} events: DuckDB (no sentiment), median s", f"{duck:.1f}"),
             (f"{count:,} events: Spark / DuckDB", f"{spark / duck:.1f}"),
             (
@@ -273,7 +291,8 @@ def main() -> int:
         sizes = " ".join(str(count) for count in args.events)
         append_result(
             "Backfill",
-            f"python bench/backfill.py --events {sizes} --runs {args.runs}",
+            f"python bench/backfill.py --events {sizes} --runs {args.runs} "
+            f"--driver-memory {args.driver_memory}",
             rows,
         )
     return 0
