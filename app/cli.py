@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from app.lag import worker_topics
 from app.logs import configure_logging
 from app.settings import PROJECT_ROOT, Settings, SettingsError
 
@@ -46,14 +47,17 @@ def run_worker(settings: Settings) -> None:
 
 
 async def create_event_topics(settings: Settings) -> list[str]:
-    """Create the three event topics and the dead-letter topic if missing.
+    """Create the topics the worker reads, and the dead-letter topic, if missing.
 
-    Faust creates the rollup and changelog topics itself at start-up.
+    Faust would create the rollup topics at start-up, but a worker whose
+    group was assigned before they existed skipped them until its next
+    metadata refresh, 5 minutes later by default, so they are created here
+    first. Faust creates the table changelog topics itself.
     """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
-    names = [settings.topic(n) for n in ("messages", "likes", "views", "dead-letters")]
+    names = [*worker_topics(settings), settings.topic("dead-letters")]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
@@ -174,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level)
 
     if args.command == "worker":
+        asyncio.run(create_event_topics(settings))
         run_worker(settings)
     elif args.command == "up":
         asyncio.run(create_event_topics(settings))
