@@ -84,7 +84,7 @@ def utc_day(name: str) -> Column:
     return F.expr(f"({column} - pmod({column}, {MICROS_PER_DAY})) div {MICROS_PER_DAY}")
 
 
-# The columns of the classified rows: the figures read nothing else.
+# Columns of the classified rows, the only ones the figures read.
 CLASSIFIED_COLUMNS = (
     "type",
     "status",
@@ -284,9 +284,10 @@ def with_like_effects(likes: DataFrame, events: DataFrame) -> DataFrame:
 def scored_messages(accepted: DataFrame) -> DataFrame:
     """Return accepted posts with ``compound_units`` and ``label`` from VADER.
 
-    The posts are spread evenly over one partition per core first. Each
-    partition costs a Python task, about 0.3 s even when it contains no
-    post, and the posts sit in a few of the classified partitions.
+    The posts are spread evenly over one partition per core first, because
+    they sit in a few of the classified partitions and each partition costs
+    a Python task. On a 2-core machine such a task took 0.2 to 0.5 s even
+    without a post (docs/benchmarks.md).
     """
     posts = accepted.where(F.col("type") == "MessagePosted").select(
         "message_id", "user", "day", "body"
