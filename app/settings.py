@@ -108,6 +108,12 @@ class Settings:
         30,
         "Days of analytics the tables keep; older events are rejected.",
     )
+    feed_cache_ms: int = _env_field(  # type: ignore[assignment]
+        "SOCIALSTREAM_FEED_CACHE_MS",
+        25,
+        "Milliseconds for which a feed page read from MongoDB answers identical "
+        "requests; 0 reads MongoDB for every request.",
+    )
     spark_master: str = _env_field(  # type: ignore[assignment]
         "SOCIALSTREAM_SPARK_MASTER",
         "local[2]",
@@ -147,6 +153,11 @@ class Settings:
             raise SettingsError(
                 "SOCIALSTREAM_RETENTION_DAYS must be between 1 and 3650, "
                 f"got {self.retention_days}"
+            )
+        if not 0 <= self.feed_cache_ms <= 60_000:
+            raise SettingsError(
+                "SOCIALSTREAM_FEED_CACHE_MS must be between 0 and 60000, "
+                f"got {self.feed_cache_ms}"
             )
         if not 0 < self.api_port < 65536:
             raise SettingsError(

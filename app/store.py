@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +33,12 @@ MESSAGES = "messages"
 OPERATION_TIMEOUT_MS = 20_000
 FEED_INDEX = [("created_us", DESCENDING), ("_id", DESCENDING)]
 USER_INDEX = [("user", DESCENDING), ("created_us", DESCENDING), ("_id", DESCENDING)]
+
+
+# Pages kept for reuse, the least recently read dropped first.
+MAX_RECENT_PAGES = 1024
+# A page read: (user, or None for the feed; limit; cursor).
+PageKey = tuple[str | None, int, str | None]
 
 
 class InvalidCursor(ValueError):
@@ -63,8 +71,10 @@ class FeedStore:
         self._indexed = False
         self._index_lock: asyncio.Lock | None = None
         self._write_lock: asyncio.Lock | None = None
-        # Page reads in flight, by (user, limit, cursor); see _shared_read.
-        self._reads: dict[tuple[str | None, int, str | None], asyncio.Task[Page]] = {}
+        # Page reads in flight, and the latest completed ones with the
+        # monotonic time each started, by (user, limit, cursor); see _shared_read.
+        self._reads: dict[PageKey, asyncio.Task[Page]] = {}
+        self._recent: OrderedDict[PageKey, tuple[float, Page]] = OrderedDict()
 
     async def start(self) -> None:
         """Create the indexes; the client itself connects on first use."""
@@ -174,35 +184,44 @@ class FeedStore:
         )
 
     async def _shared_read(
-        self,
-        key: tuple[str | None, int, str | None],
-        read: Callable[[], Coroutine[Any, Any, Page]],
+        self, key: PageKey, read: Callable[[], Coroutine[Any, Any, Page]]
     ) -> Page:
-        """Run ``read``, or join the identical read already in flight.
+        """Return a page read recently enough, or run ``read`` or join it.
 
         A popular page is requested many times at once, and FerretDB 1.24 on
         SQLite sorts the whole collection for every page, because it pushes
-        down only ``_id`` filters and ``$natural`` order. Coalescing keeps
-        one query per page in flight, so the load on the database stays
-        bounded as the request rate grows. A joined request gets a result
-        from a query that started at most one query time before it arrived.
+        down only ``_id`` filters and ``$natural`` order. So one query per
+        page runs at a time and concurrent requests share its result, and a
+        result answers identical requests for ``feed_cache_ms`` after its
+        query started. A page is thus at most that old plus one query time.
         """
+        max_age_s = self._settings.feed_cache_ms / 1000.0
+        recent = self._recent.get(key)
+        if recent is not None and time.monotonic() - recent[0] < max_age_s:
+            return recent[1]
         task = self._reads.get(key)
         if task is None:
+            started = time.monotonic()
             task = asyncio.create_task(read())
             self._reads[key] = task
-            task.add_done_callback(lambda done: self._forget_read(key, done))
+            task.add_done_callback(lambda done: self._read_done(key, started, done))
         # A cancelled request must not cancel the query that others await.
         return await asyncio.shield(task)
 
-    def _forget_read(
-        self, key: tuple[str | None, int, str | None], task: asyncio.Task[Page]
+    def _read_done(
+        self, key: PageKey, started: float, task: asyncio.Task[Page]
     ) -> None:
         if self._reads.get(key) is task:
             del self._reads[key]
-        if not task.cancelled():
-            # Marks the error as retrieved when every requester was cancelled.
-            task.exception()
+        if task.cancelled():
+            return
+        # Marks the error as retrieved when every requester was cancelled.
+        if task.exception() is not None or self._settings.feed_cache_ms == 0:
+            return
+        self._recent[key] = (started, task.result())
+        self._recent.move_to_end(key)
+        while len(self._recent) > MAX_RECENT_PAGES:
+            self._recent.popitem(last=False)
 
     async def _page(
         self, query: dict[str, Any], limit: int, cursor: str | None

@@ -1,4 +1,4 @@
-"""Coalescing of identical page reads in the feed store."""
+"""Coalescing and short-term reuse of identical page reads in the feed store."""
 
 from __future__ import annotations
 
@@ -8,15 +8,16 @@ from typing import Any
 
 import pytest
 
+import app.store
 from app.settings import Settings
-from app.store import FeedStore, Page
+from app.store import MAX_RECENT_PAGES, FeedStore, Page
 
 
 class GatedStore(FeedStore):
     """A feed store whose page query waits for a gate and counts its calls."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        super().__init__(Settings(state_dir=tmp_path))
+    def __init__(self, tmp_path: Path, cache_ms: int = 0) -> None:
+        super().__init__(Settings(state_dir=tmp_path, feed_cache_ms=cache_ms))
         self.gate = asyncio.Event()
         self.queries: list[tuple[dict[str, Any], int, str | None]] = []
         self.error: Exception | None = None
@@ -96,3 +97,63 @@ async def test_failed_query_raises_in_every_reader(tmp_path: Path) -> None:
     assert len(store.queries) == 1
     with pytest.raises(RuntimeError, match="database down"):
         await store.feed(20)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(app.store.time, "monotonic", fake)
+    return fake
+
+
+async def test_recent_page_reused_until_max_age(tmp_path: Path, clock: Clock) -> None:
+    store = GatedStore(tmp_path, cache_ms=25)
+    store.gate.set()
+
+    first = await store.feed(20)
+    clock.now += 0.020
+    reused = await store.feed(20)
+    clock.now += 0.010
+    fresh = await store.feed(20)
+
+    assert reused is first
+    assert fresh is not first
+    assert len(store.queries) == 2
+
+
+async def test_failed_read_not_reused(tmp_path: Path, clock: Clock) -> None:
+    store = GatedStore(tmp_path, cache_ms=25)
+    store.gate.set()
+    store.error = RuntimeError("database down")
+    with pytest.raises(RuntimeError):
+        await store.feed(20)
+
+    store.error = None
+    page = await store.feed(20)
+
+    assert page.items == [{"query": {}, "limit": 20}]
+    assert len(store.queries) == 2
+
+
+async def test_recent_pages_bounded(tmp_path: Path, clock: Clock) -> None:
+    store = GatedStore(tmp_path, cache_ms=25)
+    store.gate.set()
+
+    for limit in range(1, MAX_RECENT_PAGES + 2):
+        await store.feed(limit)
+    await store.feed(1)
+    await store.feed(MAX_RECENT_PAGES + 1)
+
+    # The page of limit 1 was dropped as the oldest and read again; the
+    # newest was still kept.
+    assert len(store._recent) == MAX_RECENT_PAGES
+    assert len(store.queries) == MAX_RECENT_PAGES + 2
+    assert store.queries[-1] == ({}, 1, None)
