@@ -114,6 +114,12 @@ class Settings:
         "Milliseconds for which a feed page read from MongoDB answers identical "
         "requests; 0 reads MongoDB for every request.",
     )
+    feed_stale_ms: int = _env_field(  # type: ignore[assignment]
+        "SOCIALSTREAM_FEED_STALE_MS",
+        1000,
+        "Milliseconds for which an older feed page still answers at once while "
+        "a new read runs in the background; 0 makes requests wait for the read.",
+    )
     spark_master: str = _env_field(  # type: ignore[assignment]
         "SOCIALSTREAM_SPARK_MASTER",
         "local[2]",
@@ -158,6 +164,11 @@ class Settings:
             raise SettingsError(
                 "SOCIALSTREAM_FEED_CACHE_MS must be between 0 and 60000, "
                 f"got {self.feed_cache_ms}"
+            )
+        if not 0 <= self.feed_stale_ms <= 60_000:
+            raise SettingsError(
+                "SOCIALSTREAM_FEED_STALE_MS must be between 0 and 60000, "
+                f"got {self.feed_stale_ms}"
             )
         if not 0 < self.api_port < 65536:
             raise SettingsError(

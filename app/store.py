@@ -72,7 +72,7 @@ class FeedStore:
         self._index_lock: asyncio.Lock | None = None
         self._write_lock: asyncio.Lock | None = None
         # Page reads in flight, and the latest completed ones with the
-        # monotonic time each started, by (user, limit, cursor); see _shared_read.
+        # monotonic time each returned, by (user, limit, cursor); see _shared_read.
         self._reads: dict[PageKey, asyncio.Task[Page]] = {}
         self._recent: OrderedDict[PageKey, tuple[float, Page]] = OrderedDict()
 
@@ -186,39 +186,55 @@ class FeedStore:
     async def _shared_read(
         self, key: PageKey, read: Callable[[], Coroutine[Any, Any, Page]]
     ) -> Page:
-        """Return a page read recently enough, or run ``read`` or join it.
+        """Return a recent page for ``key``, or run ``read`` or join it.
 
         A popular page is requested many times at once, and FerretDB 1.24 on
         SQLite sorts the whole collection for every page, because it pushes
         down only ``_id`` filters and ``$natural`` order. So one query per
-        page runs at a time and concurrent requests share its result, and a
+        page runs at a time, and concurrent requests share its result. A
         result answers identical requests for ``feed_cache_ms`` after its
-        query started. A page is thus at most that old plus one query time.
+        query returned. Until ``feed_stale_ms``, it still answers at once
+        while a new query runs in the background (stale-while-revalidate).
+        A page is thus at most ``max(feed_cache_ms, feed_stale_ms)`` plus one
+        query time behind the database.
         """
-        max_age_s = self._settings.feed_cache_ms / 1000.0
         recent = self._recent.get(key)
-        if recent is not None and time.monotonic() - recent[0] < max_age_s:
-            return recent[1]
+        if recent is not None:
+            age_ms = (time.monotonic() - recent[0]) * 1000.0
+            if age_ms < self._settings.feed_cache_ms:
+                return recent[1]
+            if age_ms < self._settings.feed_stale_ms:
+                self._start_read(key, read)
+                return recent[1]
+        # A cancelled request must not cancel the query that others await.
+        return await asyncio.shield(self._start_read(key, read))
+
+    def _start_read(
+        self, key: PageKey, read: Callable[[], Coroutine[Any, Any, Page]]
+    ) -> asyncio.Task[Page]:
+        """Return the read of ``key`` in flight, starting one if there is none."""
         task = self._reads.get(key)
         if task is None:
-            started = time.monotonic()
             task = asyncio.create_task(read())
             self._reads[key] = task
-            task.add_done_callback(lambda done: self._read_done(key, started, done))
-        # A cancelled request must not cancel the query that others await.
-        return await asyncio.shield(task)
+            task.add_done_callback(lambda done: self._read_done(key, done))
+        return task
 
-    def _read_done(
-        self, key: PageKey, started: float, task: asyncio.Task[Page]
-    ) -> None:
+    def _read_done(self, key: PageKey, task: asyncio.Task[Page]) -> None:
         if self._reads.get(key) is task:
             del self._reads[key]
         if task.cancelled():
             return
-        # Marks the error as retrieved when every requester was cancelled.
-        if task.exception() is not None or self._settings.feed_cache_ms == 0:
+        # Retrieving the error also keeps asyncio from logging it as never
+        # retrieved, when no request awaited the read.
+        error = task.exception()
+        if error is not None:
+            if not isinstance(error, InvalidCursor):
+                logger.warning("feed page read failed for %s: %r", key, error)
             return
-        self._recent[key] = (started, task.result())
+        if self._settings.feed_cache_ms == 0 and self._settings.feed_stale_ms == 0:
+            return
+        self._recent[key] = (time.monotonic(), task.result())
         self._recent.move_to_end(key)
         while len(self._recent) > MAX_RECENT_PAGES:
             self._recent.popitem(last=False)

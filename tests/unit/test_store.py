@@ -16,8 +16,11 @@ from app.store import MAX_RECENT_PAGES, FeedStore, Page
 class GatedStore(FeedStore):
     """A feed store whose page query waits for a gate and counts its calls."""
 
-    def __init__(self, tmp_path: Path, cache_ms: int = 0) -> None:
-        super().__init__(Settings(state_dir=tmp_path, feed_cache_ms=cache_ms))
+    def __init__(self, tmp_path: Path, cache_ms: int = 0, stale_ms: int = 0) -> None:
+        settings = Settings(
+            state_dir=tmp_path, feed_cache_ms=cache_ms, feed_stale_ms=stale_ms
+        )
+        super().__init__(settings)
         self.gate = asyncio.Event()
         self.queries: list[tuple[dict[str, Any], int, str | None]] = []
         self.error: Exception | None = None
@@ -157,3 +160,54 @@ async def test_recent_pages_bounded(tmp_path: Path, clock: Clock) -> None:
     assert len(store._recent) == MAX_RECENT_PAGES
     assert len(store.queries) == MAX_RECENT_PAGES + 2
     assert store.queries[-1] == ({}, 1, None)
+
+
+async def test_stale_page_served_while_refreshing(tmp_path: Path, clock: Clock) -> None:
+    store = GatedStore(tmp_path, cache_ms=25, stale_ms=1000)
+    store.gate.set()
+    first = await store.feed(20)
+    store.gate.clear()
+    clock.now += 0.5
+
+    served = await store.feed(20)
+    await asyncio.sleep(0)
+    refreshing = len(store.queries)
+    store.gate.set()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    refreshed = await store.feed(20)
+
+    assert served is first
+    assert refreshing == 2
+    assert refreshed is not first
+    assert len(store.queries) == 2
+
+
+async def test_page_past_stale_limit_waits(tmp_path: Path, clock: Clock) -> None:
+    store = GatedStore(tmp_path, cache_ms=25, stale_ms=1000)
+    store.gate.set()
+    first = await store.feed(20)
+    clock.now += 1.0
+
+    fresh = await store.feed(20)
+
+    assert fresh is not first
+    assert len(store.queries) == 2
+
+
+async def test_background_read_error_logged(
+    tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = GatedStore(tmp_path, cache_ms=25, stale_ms=1000)
+    store.gate.set()
+    first = await store.feed(20)
+    store.error = RuntimeError("database down")
+    clock.now += 0.5
+
+    served = await store.feed(20)
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+    assert served is first
+    assert "feed page read failed" in caplog.text
+    assert "database down" in caplog.text
