@@ -97,6 +97,8 @@ CLASSIFIED_COLUMNS = (
     "like_effect",
     "unlike_effect",
 )
+# The sums of activity().
+ACTIVITY_FIGURES = ("likes", "unlikes", "view_ms", "views")
 # The columns every rule reads.
 RULE_COLUMNS = ("topic", "partition", "offset", "event_id", "message_id", "user")
 
@@ -116,12 +118,14 @@ def classify(rows: DataFrame, retention_days: int) -> DataFrame:
     event_id) are all posts, all likes or all of another type.
     """
     events = with_event_days(rows)
+    repeated = repeated_event_keys(rows)
     is_post = F.col("type") == "MessagePosted"
     is_like = F.col("type").isin(*LIKE_TYPES)
 
     posts = mark_later_ranks(
         mark_duplicate_events(
-            events.where(is_post).select(*RULE_COLUMNS, "type", "day", "body")
+            events.where(is_post).select(*RULE_COLUMNS, "type", "day", "body"),
+            repeated,
         ),
         ["message_id"],
         F.col("status").isNull(),
@@ -129,7 +133,7 @@ def classify(rows: DataFrame, retention_days: int) -> DataFrame:
     )
     likes = with_like_effects(
         mark_duplicate_events(
-            events.where(is_like).select(*RULE_COLUMNS, "type", "day")
+            events.where(is_like).select(*RULE_COLUMNS, "type", "day"), repeated
         ),
         posts,
     )
@@ -141,7 +145,7 @@ def classify(rows: DataFrame, retention_days: int) -> DataFrame:
         ),
     )
     others = mark_duplicate_events(
-        others.select(*RULE_COLUMNS, "type", "day", "duration_ms", "status")
+        others.select(*RULE_COLUMNS, "type", "day", "duration_ms", "status"), repeated
     )
     classified = (
         posts.unionByName(likes, allowMissingColumns=True)
@@ -192,7 +196,31 @@ def view_timing_ok(retention_days: int) -> Column:
     return not_in_future & (utc_day("started_us") >= oldest_day)
 
 
-def mark_duplicate_events(events: DataFrame) -> DataFrame:
+def event_key() -> Column:
+    """Return a 64-bit hash of (``event_id``, ``topic``), the key of rule 3."""
+    return F.xxhash64("event_id", "topic")
+
+
+def repeated_event_keys(rows: DataFrame) -> DataFrame:
+    """Return the ``event_key`` values that more than one archived row has.
+
+    Both the re-archived copies of an offset and the repeated event ids have
+    such a key, and so do the rows whose keys collide, which is harmless
+    because :func:`mark_duplicate_events` only sends them to the exact rule.
+    Counting a long per row in a hash aggregate is cheaper than sorting
+    every row: at 10M events the window sort of all rows took a fifth of
+    the JVM's samples (docs/benchmarks.md).
+    """
+    return (
+        rows.select(event_key().alias("_key"))
+        .groupBy("_key")
+        .count()
+        .where(F.col("count") > 1)
+        .select("_key")
+    )
+
+
+def mark_duplicate_events(events: DataFrame, repeated: DataFrame) -> DataFrame:
     """Drop re-archived copies of an offset and mark repeated event ids.
 
     Of the candidates (rows without a ``status`` yet) of one (topic,
@@ -202,9 +230,21 @@ def mark_duplicate_events(events: DataFrame) -> DataFrame:
     record, so its copies have one event_id and lie next to each other in
     the window's order. One sort serves both rules, in place of a shuffle
     for each.
+
+    Only the rows whose ``event_key`` is in ``repeated`` (from
+    :func:`repeated_event_keys`) go through that window. Any other row is
+    the only one of its (topic, event_id), so both rules leave it as it is.
+    ``repeated`` is broadcast, so it must fit in the driver's memory.
+    NOTE: that holds while repeats are rare, as they are when the archiver
+    re-archives a flush now and then; an archive where most rows repeat
+    would need a shuffle join here instead.
     """
     if "status" not in events.columns:
         events = events.withColumn("status", F.lit(None).cast("string"))
+    keyed = events.withColumn("_key", event_key())
+    singles = keyed.join(F.broadcast(repeated), "_key", "left_anti").drop("_key")
+    repeats = keyed.join(F.broadcast(repeated), "_key", "left_semi").drop("_key")
+
     candidate = F.col("status").isNull()
     # event_id first: Spark sorts by a prefix of the first key, and the topic
     # is the same on most rows.
@@ -215,7 +255,7 @@ def mark_duplicate_events(events: DataFrame) -> DataFrame:
         F.lag("offset").over(window) == F.col("offset")
     )
     first_offset = F.dense_rank().over(window) == 1
-    marked = events.withColumns(
+    marked = repeats.withColumns(
         {
             "_copy": F.coalesce(same_offset, F.lit(False)),
             "status": F.when(
@@ -223,7 +263,7 @@ def mark_duplicate_events(events: DataFrame) -> DataFrame:
             ).otherwise(F.col("status")),
         }
     )
-    return marked.where(~F.col("_copy")).drop("_copy")
+    return singles.unionByName(marked.where(~F.col("_copy")).drop("_copy"))
 
 
 def mark_later_ranks(
@@ -296,38 +336,50 @@ def scored_messages(accepted: DataFrame) -> DataFrame:
     return posts.repartition(cores).mapInPandas(score_batches, SCORED_SCHEMA)
 
 
-def accepted_likes(accepted: DataFrame) -> DataFrame:
-    return accepted.where(F.col("type").isin(*LIKE_TYPES)).select(
-        "message_id", "user", "author", "day", "like_effect", "unlike_effect"
+def activity(accepted: DataFrame) -> DataFrame:
+    """Aggregate the accepted likes and views per (message_id, user, day).
+
+    Columns: ``author`` of the message (null when the group has only
+    views), ``likes`` and ``unlikes`` (effective ones), ``view_ms`` and
+    ``views``. Every figure of likes and views is a sum over these groups,
+    so the caller can persist this aggregate and read the classified rows
+    once for all of them, instead of once per figure.
+    """
+    is_view = F.col("type") == "ViewRecorded"
+    return (
+        accepted.where(F.col("type").isin(*LIKE_TYPES, "ViewRecorded"))
+        .groupBy("message_id", "user", "day")
+        .agg(
+            # The author depends on the message alone, and views have none.
+            F.max("author").alias("author"),
+            F.sum("like_effect").alias("likes"),
+            F.sum("unlike_effect").alias("unlikes"),
+            F.sum(F.when(is_view, F.col("duration_ms"))).alias("view_ms"),
+            F.sum(F.when(is_view, 1).otherwise(0)).alias("views"),
+        )
     )
 
 
-def accepted_views(accepted: DataFrame) -> DataFrame:
-    return accepted.where(F.col("type") == "ViewRecorded").select(
-        "message_id", "user", "day", "duration_ms"
-    )
-
-
-def compute_figures(messages: DataFrame, likes: DataFrame, views: DataFrame) -> Figures:
-    """Aggregate scored messages, likes and views into the figures of the batch views.
+def compute_figures(messages: DataFrame, activity: DataFrame) -> Figures:
+    """Aggregate scored messages and :func:`activity` into the batch views.
 
     The figures are those of docs/analytics.md. Users appear in
     ``user_totals`` only when they posted.
     """
     return Figures(
-        daily=daily_figures(messages, likes, views),
-        user_daily=user_daily_figures(messages, likes, views),
+        daily=daily_figures(messages, activity),
+        user_daily=user_daily_figures(messages, activity),
         user_totals=messages.groupBy("user").agg(F.count("*").alias("messages")),
         message_daily=(
-            likes.where(F.col("like_effect") == 1)
+            activity.where(F.col("likes") > 0)
             .groupBy("message_id", "day")
-            .agg(F.count("*").alias("likes"))
+            .agg(F.sum("likes").alias("likes"))
         ),
-        message_totals=message_total_figures(messages, likes, views),
+        message_totals=message_total_figures(messages, activity),
     )
 
 
-def daily_figures(messages: DataFrame, likes: DataFrame, views: DataFrame) -> DataFrame:
+def daily_figures(messages: DataFrame, activity: DataFrame) -> DataFrame:
     label = F.col("label")
     parts = [
         messages.groupBy("day").agg(
@@ -338,12 +390,8 @@ def daily_figures(messages: DataFrame, likes: DataFrame, views: DataFrame) -> Da
             F.sum(F.when(label == "neutral", 1).otherwise(0)).alias("neutral"),
             F.sum(F.when(label == "negative", 1).otherwise(0)).alias("negative"),
         ),
-        likes.groupBy("day").agg(
-            F.sum("like_effect").alias("likes"),
-            F.sum("unlike_effect").alias("unlikes"),
-        ),
-        views.groupBy("day").agg(
-            F.sum("duration_ms").alias("view_ms"), F.count("*").alias("views")
+        activity.groupBy("day").agg(
+            *(F.sum(name).alias(name) for name in ACTIVITY_FIGURES)
         ),
     ]
     columns = [
@@ -361,42 +409,41 @@ def daily_figures(messages: DataFrame, likes: DataFrame, views: DataFrame) -> Da
     return sum_parts(parts, ["day"], columns)
 
 
-def user_daily_figures(
-    messages: DataFrame, likes: DataFrame, views: DataFrame
-) -> DataFrame:
-    effective = likes.where(F.col("like_effect") == 1)
+def user_daily_figures(messages: DataFrame, activity: DataFrame) -> DataFrame:
+    """Sum the figures per (user, day) that has at least one non-zero figure.
+
+    Each part keeps only the groups where its figure is non-zero, so a user
+    whose only event of a day was an ineffective like gets no row.
+    """
+    liked = activity.where(F.col("likes") > 0)
     parts = [
         messages.groupBy("user", "day").agg(F.count("*").alias("messages")),
-        effective.groupBy("user", "day").agg(F.count("*").alias("likes_given")),
-        effective.groupBy(F.col("author").alias("user"), "day").agg(
-            F.count("*").alias("likes_received")
+        liked.groupBy("user", "day").agg(F.sum("likes").alias("likes_given")),
+        liked.groupBy(F.col("author").alias("user"), "day").agg(
+            F.sum("likes").alias("likes_received")
         ),
-        views.groupBy("user", "day").agg(
-            F.sum("duration_ms").alias("view_ms"), F.count("*").alias("views")
-        ),
+        activity.where(F.col("views") > 0)
+        .groupBy("user", "day")
+        .agg(F.sum("view_ms").alias("view_ms"), F.sum("views").alias("views")),
     ]
     columns = ["messages", "likes_given", "likes_received", "view_ms", "views"]
     return sum_parts(parts, ["user", "day"], columns)
 
 
-def message_total_figures(
-    messages: DataFrame, likes: DataFrame, views: DataFrame
-) -> DataFrame:
+def message_total_figures(messages: DataFrame, activity: DataFrame) -> DataFrame:
     parts = [
         messages.select(
             "message_id",
             F.col("user").alias("author"),
             F.col("day").alias("created_day"),
         ),
-        likes.groupBy("message_id").agg(
-            (F.sum("like_effect") - F.sum("unlike_effect")).alias("like_count")
-        ),
-        views.groupBy("message_id").agg(
-            F.sum("duration_ms").alias("view_ms"), F.count("*").alias("views")
+        activity.groupBy("message_id").agg(
+            (F.sum("likes") - F.sum("unlikes")).alias("like_count"),
+            F.sum("view_ms").alias("view_ms"),
+            F.sum("views").alias("views"),
         ),
     ]
     combined = parts[0].unionByName(parts[1], allowMissingColumns=True)
-    combined = combined.unionByName(parts[2], allowMissingColumns=True)
     return combined.groupBy("message_id").agg(
         # Only the accepted post has an author, so max() picks it.
         F.max("author").alias("author"),

@@ -111,11 +111,8 @@ def run_backfill(
     messages = aggregates.scored_messages(accepted).persist(
         StorageLevel.MEMORY_AND_DISK
     )
-    figures = aggregates.compute_figures(
-        messages,
-        aggregates.accepted_likes(accepted),
-        aggregates.accepted_views(accepted),
-    )
+    activity = aggregates.activity(accepted).persist(StorageLevel.MEMORY_AND_DISK)
+    figures = aggregates.compute_figures(messages, activity)
     client: MongoClient[batch_views.Document] = MongoClient(settings.mongo_url)
     try:
         db = client[settings.mongo_db]
@@ -123,6 +120,7 @@ def run_backfill(
         summary.documents = write_figures(db, figures, from_day, to_day)
     finally:
         client.close()
+        activity.unpersist()
         messages.unpersist()
         classified.unpersist()
     summary.seconds = time.monotonic() - started

@@ -143,11 +143,8 @@ def time_spark(folder: Path, settings: Settings, driver_memory: str) -> float:
         classified = aggregates.classify(rows, settings.retention_days).cache()
         accepted = classified.where(F.col("status") == aggregates.ACCEPTED)
         messages = aggregates.scored_messages(accepted).cache()
-        figures = aggregates.compute_figures(
-            messages,
-            aggregates.accepted_likes(accepted),
-            aggregates.accepted_views(accepted),
-        )
+        activity = aggregates.activity(accepted).cache()
+        figures = aggregates.compute_figures(messages, activity)
         for frame in (
             figures.daily,
             figures.user_daily,
