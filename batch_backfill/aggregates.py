@@ -103,19 +103,36 @@ ACTIVITY_FIGURES = ("likes", "unlikes", "view_ms", "views")
 RULE_COLUMNS = ("topic", "partition", "offset", "event_id", "message_id", "user")
 
 
-def classify(rows: DataFrame, retention_days: int) -> DataFrame:
+@dataclass(frozen=True)
+class Classified:
+    """Classified rows in two parts, each with the columns of ``CLASSIFIED_COLUMNS``.
+
+    ``posts`` holds the ``MessagePosted`` rows and ``rest`` every other row.
+    They are apart so that a caller can persist the few posts, whose bodies
+    the scoring reads, and aggregate the rest with :func:`tally`.
+    """
+
+    posts: DataFrame
+    rest: DataFrame
+
+    def all(self) -> DataFrame:
+        return self.posts.unionByName(self.rest)
+
+
+def classify(rows: DataFrame, retention_days: int) -> Classified:
     """Return one row per distinct offset, with ``status``, ``day`` and like effects.
 
     ``status`` is one of ``accepted``, ``invalid``, ``view_rejected``,
     ``duplicate_event``, ``duplicate_post`` or ``unknown_message``. Accepted
     likes and unlikes carry ``author``, ``like_effect`` and ``unlike_effect``
-    (0 or 1). The columns are those of ``CLASSIFIED_COLUMNS``.
+    (0 or 1).
 
     Posts, likes and the other rows are classified apart, each with only the
     columns its rules read, so that every shuffle moves only the rows and
     columns it needs. This is exact because ``decode_event`` accepts an
     event only on the topic of its type, so the events of one (topic,
-    event_id) are all posts, all likes or all of another type.
+    event_id) are all posts, all likes or all of another type. The likes
+    read the authors from ``posts``, so a persisted ``posts`` serves them.
     """
     events = with_event_days(rows)
     repeated = repeated_event_keys(rows)
@@ -131,6 +148,7 @@ def classify(rows: DataFrame, retention_days: int) -> DataFrame:
         F.col("status").isNull(),
         DUPLICATE_POST,
     )
+    posts = with_classified_columns(posts)
     likes = with_like_effects(
         mark_duplicate_events(
             events.where(is_like).select(*RULE_COLUMNS, "type", "day"), repeated
@@ -147,18 +165,24 @@ def classify(rows: DataFrame, retention_days: int) -> DataFrame:
     others = mark_duplicate_events(
         others.select(*RULE_COLUMNS, "type", "day", "duration_ms", "status"), repeated
     )
-    classified = (
-        posts.unionByName(likes, allowMissingColumns=True)
-        .unionByName(others, allowMissingColumns=True)
-        .withColumns(
-            {
-                "status": F.coalesce("status", F.lit(ACCEPTED)),
-                "like_effect": F.coalesce("like_effect", F.lit(0)),
-                "unlike_effect": F.coalesce("unlike_effect", F.lit(0)),
-            }
-        )
+    rest = with_classified_columns(likes).unionByName(with_classified_columns(others))
+    return Classified(posts=posts, rest=rest)
+
+
+def with_classified_columns(events: DataFrame) -> DataFrame:
+    """Select ``CLASSIFIED_COLUMNS``: a missing status is ``accepted``, effects 0."""
+    missing = {
+        "body": F.lit(None).cast("string"),
+        "duration_ms": F.lit(None).cast("long"),
+        "author": F.lit(None).cast("string"),
+        "like_effect": F.lit(0),
+        "unlike_effect": F.lit(0),
+    }
+    events = events.withColumns(
+        {name: value for name, value in missing.items() if name not in events.columns}
     )
-    return classified.select(*CLASSIFIED_COLUMNS)
+    events = events.withColumn("status", F.coalesce("status", F.lit(ACCEPTED)))
+    return events.select(*CLASSIFIED_COLUMNS)
 
 
 def with_event_days(rows: DataFrame) -> DataFrame:
@@ -282,7 +306,7 @@ def mark_later_ranks(
     )
 
 
-def with_like_effects(likes: DataFrame, events: DataFrame) -> DataFrame:
+def with_like_effects(likes: DataFrame, posts: DataFrame) -> DataFrame:
     """Reject likes of never-posted messages and mark effective likes and unlikes.
 
     Every pair (message, user) starts not liked. A LikeAdded leaves the pair
@@ -294,9 +318,9 @@ def with_like_effects(likes: DataFrame, events: DataFrame) -> DataFrame:
     unlikes in between change nothing, so like-unlike-unlike gives one like
     and one unlike, and like-unlike-like gives two likes and one unlike.
     """
-    authors = events.where(
-        F.col("status").isNull() & (F.col("type") == "MessagePosted")
-    ).select("message_id", F.col("user").alias("author"))
+    authors = posts.where(F.col("status") == ACCEPTED).select(
+        "message_id", F.col("user").alias("author")
+    )
     likes = likes.join(authors, "message_id", "left")
     likes = likes.withColumn(
         "status",
@@ -321,41 +345,59 @@ def with_like_effects(likes: DataFrame, events: DataFrame) -> DataFrame:
     )
 
 
-def scored_messages(accepted: DataFrame) -> DataFrame:
-    """Return accepted posts with ``compound_units`` and ``label`` from VADER.
+def scored_messages(classified: DataFrame) -> DataFrame:
+    """Return the accepted posts with ``compound_units`` and ``label`` from VADER.
 
     The posts are spread evenly over one partition per core first, because
     they sit in a few of the classified partitions and each partition costs
     a Python task. On a 2-core machine such a task took 0.2 to 0.5 s even
     without a post (docs/benchmarks.md).
     """
-    posts = accepted.where(F.col("type") == "MessagePosted").select(
-        "message_id", "user", "day", "body"
-    )
+    posts = classified.where(
+        (F.col("status") == ACCEPTED) & (F.col("type") == "MessagePosted")
+    ).select("message_id", "user", "day", "body")
     cores = posts.sparkSession.sparkContext.defaultParallelism
     return posts.repartition(cores).mapInPandas(score_batches, SCORED_SCHEMA)
 
 
-def activity(accepted: DataFrame) -> DataFrame:
-    """Aggregate the accepted likes and views per (message_id, user, day).
+def tally(classified: DataFrame) -> DataFrame:
+    """Count classified rows per (type, status, message_id, user, day).
+
+    Columns: those keys, ``rows``, ``author`` (the max, and the author
+    depends on the message alone), ``likes`` and ``unlikes`` (effective
+    ones) and ``view_ms``. The status counts and every figure of likes and
+    views are sums over these groups, so a caller can persist this
+    aggregate instead of the classified rows, and read them once.
+    """
+    return classified.groupBy("type", "status", "message_id", "user", "day").agg(
+        F.count("*").alias("rows"),
+        F.max("author").alias("author"),
+        F.sum("like_effect").alias("likes"),
+        F.sum("unlike_effect").alias("unlikes"),
+        F.sum("duration_ms").alias("view_ms"),
+    )
+
+
+def activity(tallies: DataFrame) -> DataFrame:
+    """Sum the accepted likes and views of a :func:`tally` per (message_id, user, day).
 
     Columns: ``author`` of the message (null when the group has only
     views), ``likes`` and ``unlikes`` (effective ones), ``view_ms`` and
-    ``views``. Every figure of likes and views is a sum over these groups,
-    so the caller can persist this aggregate and read the classified rows
-    once for all of them, instead of once per figure.
+    ``views``. Every figure of likes and views is a sum over these groups.
     """
     is_view = F.col("type") == "ViewRecorded"
     return (
-        accepted.where(F.col("type").isin(*LIKE_TYPES, "ViewRecorded"))
+        tallies.where(
+            (F.col("status") == ACCEPTED)
+            & F.col("type").isin(*LIKE_TYPES, "ViewRecorded")
+        )
         .groupBy("message_id", "user", "day")
         .agg(
-            # The author depends on the message alone, and views have none.
             F.max("author").alias("author"),
-            F.sum("like_effect").alias("likes"),
-            F.sum("unlike_effect").alias("unlikes"),
-            F.sum(F.when(is_view, F.col("duration_ms"))).alias("view_ms"),
-            F.sum(F.when(is_view, 1).otherwise(0)).alias("views"),
+            F.sum("likes").alias("likes"),
+            F.sum("unlikes").alias("unlikes"),
+            F.sum(F.when(is_view, F.col("view_ms"))).alias("view_ms"),
+            F.sum(F.when(is_view, F.col("rows")).otherwise(0)).alias("views"),
         )
     )
 
@@ -468,7 +510,15 @@ def sum_parts(parts: list[DataFrame], keys: list[str], columns: list[str]) -> Da
     )
 
 
-def status_counts(classified: DataFrame) -> dict[tuple[str, str], int]:
-    """Return the number of distinct archived offsets per (type, status)."""
-    rows = classified.groupBy("type", "status").count().collect()
-    return {(row["type"], row["status"]): int(row["count"]) for row in rows}
+def status_counts(*frames: DataFrame) -> dict[tuple[str, str], int]:
+    """Return the number of distinct archived offsets per (type, status).
+
+    Each frame contains classified rows or a :func:`tally` of them.
+    """
+    counts: dict[tuple[str, str], int] = {}
+    for frame in frames:
+        number = F.sum("rows") if "rows" in frame.columns else F.count("*")
+        for row in frame.groupBy("type", "status").agg(number.alias("n")).collect():
+            key = (row["type"], row["status"])
+            counts[key] = counts.get(key, 0) + int(row["n"])
+    return counts

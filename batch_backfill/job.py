@@ -99,19 +99,18 @@ def run_backfill(
     rows = aggregates.read_archive(spark, path)
     summary.rows_read = rows.count()
     classified = aggregates.classify(rows, settings.retention_days)
-    classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
-    summary.status_counts = aggregates.status_counts(classified)
+    # The posts first: the likes read their authors from the persisted posts.
+    posts = classified.posts.persist(StorageLevel.MEMORY_AND_DISK)
+    tallies = aggregates.tally(classified.rest).persist(StorageLevel.MEMORY_AND_DISK)
+    summary.status_counts = aggregates.status_counts(posts, tallies)
     logger.info(
         "classified %d archived rows: %d accepted",
         summary.rows_read,
         summary.count(ACCEPTED),
     )
 
-    accepted = classified.where(F.col("status") == ACCEPTED)
-    messages = aggregates.scored_messages(accepted).persist(
-        StorageLevel.MEMORY_AND_DISK
-    )
-    activity = aggregates.activity(accepted).persist(StorageLevel.MEMORY_AND_DISK)
+    messages = aggregates.scored_messages(posts).persist(StorageLevel.MEMORY_AND_DISK)
+    activity = aggregates.activity(tallies).persist(StorageLevel.MEMORY_AND_DISK)
     figures = aggregates.compute_figures(messages, activity)
     client: MongoClient[batch_views.Document] = MongoClient(settings.mongo_url)
     try:
@@ -120,9 +119,8 @@ def run_backfill(
         summary.documents = write_figures(db, figures, from_day, to_day)
     finally:
         client.close()
-        activity.unpersist()
-        messages.unpersist()
-        classified.unpersist()
+        for frame in (activity, messages, tallies, posts):
+            frame.unpersist()
     summary.seconds = time.monotonic() - started
     return summary
 

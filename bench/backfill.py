@@ -123,8 +123,6 @@ def write_archive(folder: Path, count: int, seed: int = 1) -> int:
 
 
 def time_spark(folder: Path, settings: Settings, driver_memory: str) -> float:
-    from pyspark.sql import functions as F
-
     from batch_backfill import aggregates
     from batch_backfill.spark import build_session
 
@@ -140,10 +138,11 @@ def time_spark(folder: Path, settings: Settings, driver_memory: str) -> float:
     try:
         started = time.perf_counter()
         rows = aggregates.read_archive(spark, str(folder))
-        classified = aggregates.classify(rows, settings.retention_days).cache()
-        accepted = classified.where(F.col("status") == aggregates.ACCEPTED)
-        messages = aggregates.scored_messages(accepted).cache()
-        activity = aggregates.activity(accepted).cache()
+        classified = aggregates.classify(rows, settings.retention_days)
+        posts = classified.posts.cache()
+        tallies = aggregates.tally(classified.rest).cache()
+        messages = aggregates.scored_messages(posts).cache()
+        activity = aggregates.activity(tallies).cache()
         figures = aggregates.compute_figures(messages, activity)
         for frame in (
             figures.daily,
