@@ -107,9 +107,9 @@ RULE_COLUMNS = ("topic", "partition", "offset", "event_id", "message_id", "user"
 class Classified:
     """Classified rows in two parts, each with the columns of ``CLASSIFIED_COLUMNS``.
 
-    ``posts`` holds the ``MessagePosted`` rows and ``rest`` every other row.
-    They are apart so that a caller can persist the few posts, whose bodies
-    the scoring reads, and aggregate the rest with :func:`tally`.
+    ``posts`` contains the ``MessagePosted`` rows and ``rest`` every other
+    row. They are apart so that a caller can persist the few posts, whose
+    bodies the scoring reads, and aggregate the rest with :func:`tally`.
     """
 
     posts: DataFrame
@@ -259,8 +259,8 @@ def mark_duplicate_events(events: DataFrame, repeated: DataFrame) -> DataFrame:
     :func:`repeated_event_keys`) go through that window. Any other row is
     the only one of its (topic, event_id), so both rules leave it as it is.
     ``repeated`` is broadcast, so it must fit in the driver's memory.
-    NOTE: that holds while repeats are rare, as they are when the archiver
-    re-archives a flush now and then; an archive where most rows repeat
+    NOTE: this is true while repeats are rare, as when the archiver
+    re-archives a flush now and then. An archive where most rows repeat
     would need a shuffle join here instead.
     """
     if "status" not in events.columns:

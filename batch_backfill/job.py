@@ -99,7 +99,7 @@ def run_backfill(
     rows = aggregates.read_archive(spark, path)
     summary.rows_read = rows.count()
     classified = aggregates.classify(rows, settings.retention_days)
-    # The posts first: the likes read their authors from the persisted posts.
+    # Persist the posts first, because the likes read their authors from them.
     posts = classified.posts.persist(StorageLevel.MEMORY_AND_DISK)
     tallies = aggregates.tally(classified.rest).persist(StorageLevel.MEMORY_AND_DISK)
     summary.status_counts = aggregates.status_counts(posts, tallies)
