@@ -111,14 +111,14 @@ class Settings:
     feed_cache_ms: int = _env_field(  # type: ignore[assignment]
         "SOCIALSTREAM_FEED_CACHE_MS",
         25,
-        "Milliseconds for which a feed page read from MongoDB answers identical "
-        "requests; 0 reads MongoDB for every request.",
+        "Milliseconds for which a feed page read from MongoDB is returned for "
+        "identical requests; 0 reads MongoDB for every request.",
     )
     feed_stale_ms: int = _env_field(  # type: ignore[assignment]
         "SOCIALSTREAM_FEED_STALE_MS",
         1000,
-        "Milliseconds for which an older feed page still answers at once while "
-        "a new read runs in the background; 0 makes requests wait for the read.",
+        "Milliseconds for which an older feed page is still returned at once "
+        "while a new read runs in the background; 0 makes requests wait for it.",
     )
     spark_master: str = _env_field(  # type: ignore[assignment]
         "SOCIALSTREAM_SPARK_MASTER",

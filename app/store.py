@@ -35,7 +35,7 @@ FEED_INDEX = [("created_us", DESCENDING), ("_id", DESCENDING)]
 USER_INDEX = [("user", DESCENDING), ("created_us", DESCENDING), ("_id", DESCENDING)]
 
 
-# Pages kept for reuse, the least recently read dropped first.
+# Pages kept for reuse; when there are more, the oldest is dropped first.
 MAX_RECENT_PAGES = 1024
 # A page read: (user, or None for the feed; limit; cursor).
 PageKey = tuple[str | None, int, str | None]
@@ -191,10 +191,10 @@ class FeedStore:
         A popular page is requested many times at once, and FerretDB 1.24 on
         SQLite sorts the whole collection for every page, because it pushes
         down only ``_id`` filters and ``$natural`` order. So one query per
-        page runs at a time, and concurrent requests share its result. A
-        result answers identical requests for ``feed_cache_ms`` after its
-        query returned. Until ``feed_stale_ms``, it still answers at once
-        while a new query runs in the background (stale-while-revalidate).
+        page runs at a time, and concurrent requests share its result. The
+        result is returned for identical requests for ``feed_cache_ms`` after
+        its query returned. Until ``feed_stale_ms``, it is still returned at
+        once while a new query runs in the background (stale-while-revalidate).
         A page is thus at most ``max(feed_cache_ms, feed_stale_ms)`` plus one
         query time behind the database.
         """
