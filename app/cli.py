@@ -22,6 +22,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
+
 from app.lag import worker_topics
 from app.logs import configure_logging
 from app.settings import PROJECT_ROOT, Settings, SettingsError
@@ -178,7 +180,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level)
 
     if args.command == "worker":
-        asyncio.run(create_event_topics(settings))
+        try:
+            asyncio.run(create_event_topics(settings))
+        except (KafkaError, OSError) as error:
+            # Faust creates missing topics itself once Kafka is reachable.
+            logger.warning(
+                "creating the topics at %s failed, starting anyway: %r",
+                settings.kafka_bootstrap,
+                error,
+            )
         run_worker(settings)
     elif args.command == "up":
         asyncio.run(create_event_topics(settings))
