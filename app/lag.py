@@ -8,6 +8,7 @@ import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from app.settings import Settings
 
@@ -80,6 +81,13 @@ async def wait_for_zero_lag(
             # The worker creates its rollup topics at start-up.
             logger.info("waiting for topics: %s", error)
             lag = {"missing": 1}
+        except KafkaError as error:
+            # On a new broker, the first group request creates the offsets
+            # topic, and its coordinator is not available for a moment.
+            if not error.retriable:
+                raise
+            logger.info("waiting for the group coordinator: %r", error)
+            lag = {"unavailable": 1}
         # Two zero readings in a row: the rollup records sent by the last batch
         # of an event topic appear only after that batch was committed.
         zero_polls = zero_polls + 1 if sum(lag.values()) == 0 else 0
