@@ -10,6 +10,7 @@ virtual environment exists.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -18,6 +19,7 @@ from urllib.parse import urlparse
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STACK_ENV_FILE = "stack.env"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class SettingsError(ValueError):
@@ -150,6 +152,21 @@ class Settings:
 
     def validate(self) -> None:
         """Raise SettingsError naming the first variable with an unusable value."""
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise SettingsError(
+                f"SOCIALSTREAM_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
+                f"got {self.log_level!r}"
+            )
+        if not self.archive_flush_rows >= 1:
+            raise SettingsError(
+                "SOCIALSTREAM_ARCHIVE_FLUSH_ROWS must be at least 1, "
+                f"got {self.archive_flush_rows}"
+            )
+        if not 0 < self.archive_flush_seconds < math.inf:
+            raise SettingsError(
+                "SOCIALSTREAM_ARCHIVE_FLUSH_SECONDS must be a positive number of "
+                f"seconds, got {self.archive_flush_seconds}"
+            )
         if self.topic_partitions < 1:
             raise SettingsError(
                 "SOCIALSTREAM_TOPIC_PARTITIONS must be at least 1, "

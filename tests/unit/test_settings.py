@@ -64,3 +64,46 @@ def test_every_variable_is_in_readme() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for variable, _default, _help in describe_variables():
         assert f"`{variable}`" in readme, variable
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("SOCIALSTREAM_LOG_LEVEL", "LOUD", "must be one of DEBUG, INFO"),
+        ("SOCIALSTREAM_ARCHIVE_FLUSH_ROWS", "0", "must be at least 1, got 0"),
+        (
+            "SOCIALSTREAM_ARCHIVE_FLUSH_SECONDS",
+            "-1",
+            "must be a positive number of seconds",
+        ),
+        (
+            "SOCIALSTREAM_ARCHIVE_FLUSH_SECONDS",
+            "nan",
+            "must be a positive number of seconds",
+        ),
+        (
+            "SOCIALSTREAM_ARCHIVE_FLUSH_SECONDS",
+            "inf",
+            "must be a positive number of seconds",
+        ),
+        ("SOCIALSTREAM_FEED_CACHE_MS", "-1", "must be between 0 and 60000, got -1"),
+        (
+            "SOCIALSTREAM_FEED_STALE_MS",
+            "60001",
+            "must be between 0 and 60000, got 60001",
+        ),
+    ],
+)
+def test_unusable_value_names_variable(
+    tmp_path: Path, variable: str, value: str, message: str
+) -> None:
+    with pytest.raises(SettingsError, match=f"{variable} {message}"):
+        Settings.from_env({"SOCIALSTREAM_STATE_DIR": str(tmp_path), variable: value})
+
+
+def test_lower_case_log_level_accepted(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {"SOCIALSTREAM_STATE_DIR": str(tmp_path), "SOCIALSTREAM_LOG_LEVEL": "debug"}
+    )
+
+    assert settings.log_level == "debug"
