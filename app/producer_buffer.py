@@ -24,34 +24,35 @@ class DrainingProducerBuffer(ProducerBuffer):
     """Producer buffer whose ``flush`` returns once earlier records are sent.
 
     Records are sent one at a time in the order they were put. A flush
-    records ``taken + size``, the count of records put so far, and waits
-    until that many were handed to the Kafka client. Records put while it
+    notes ``sends_started + size``, the count of records put so far, and waits
+    until that many sends have finished, each handing a record to the Kafka
+    client. Records put while it
     waits do not hold it up, so a flush also ends under a steady load.
     """
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.taken = 0
-        self.sent = 0
+        self.sends_started = 0
+        self.sends_finished = 0
         self._sent_changed = asyncio.Event()
 
     async def _send_pending(self, fut: Any) -> None:
-        # Runs in the same step as the queue's get, so ``taken + size`` is
+        # Runs in the same step as the queue's get, so ``sends_started + size`` is
         # the number of records ever put, as seen by any other task.
-        self.taken += 1
+        self.sends_started += 1
         try:
             await super()._send_pending(fut)
         finally:
-            self.sent += 1
+            self.sends_finished += 1
             self._sent_changed.set()
 
     async def flush(self) -> None:
-        target = self.taken + self.size
-        while self.sent < target:
+        target = self.sends_started + self.size
+        while self.sends_finished < target:
             if self.state != "running":
                 raise RuntimeError(
                     f"cannot flush the producer buffer in state {self.state}: "
-                    f"{target - self.sent} records not sent"
+                    f"{target - self.sends_finished} records not sent"
                 )
             self._sent_changed.clear()
             try:

@@ -157,7 +157,7 @@ class Settings:
                 f"SOCIALSTREAM_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
                 f"got {self.log_level!r}"
             )
-        if not self.archive_flush_rows >= 1:
+        if self.archive_flush_rows < 1:
             raise SettingsError(
                 "SOCIALSTREAM_ARCHIVE_FLUSH_ROWS must be at least 1, "
                 f"got {self.archive_flush_rows}"

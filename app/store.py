@@ -42,7 +42,7 @@ PageKey = tuple[str | None, int, str | None]
 
 
 class InvalidCursor(ValueError):
-    """A pagination cursor that this store did not issue."""
+    """A pagination cursor that does not decode to a feed position."""
 
 
 @dataclass(frozen=True, slots=True)

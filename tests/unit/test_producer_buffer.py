@@ -67,7 +67,7 @@ async def test_flush_ignores_records_put_after_it(buffer: Any) -> None:
 
     assert channel.published == ["before"]
     assert buffer.size == 0
-    assert buffer.taken == 2
+    assert buffer.sends_started == 2
     channel.release(1)
     await asyncio.wait_for(buffer.flush(), 2.0)
     assert channel.published == ["before", "after"]
@@ -76,4 +76,4 @@ async def test_flush_ignores_records_put_after_it(buffer: Any) -> None:
 async def test_flush_of_empty_buffer_returns(buffer: Any) -> None:
     await asyncio.wait_for(buffer.flush(), 1.0)
 
-    assert buffer.sent == 0
+    assert buffer.sends_finished == 0
