@@ -24,10 +24,10 @@ class DrainingProducerBuffer(ProducerBuffer):
     """Producer buffer whose ``flush`` returns once earlier records are sent.
 
     Records are sent one at a time in the order they were put. A flush
-    notes ``sends_started + size``, the count of records put so far, and waits
-    until that many sends have finished, each handing a record to the Kafka
-    client. Records put while it
-    waits do not hold it up, so a flush also ends under a steady load.
+    notes ``sends_started + size``, the count of records put so far, and
+    waits until that many sends have finished, each handing a record to the
+    Kafka client. Records put while it waits do not hold it up, so a flush
+    also ends under a steady load.
     """
 
     def __post_init__(self) -> None:
