@@ -198,7 +198,7 @@ async def _finish(pipeline: Pipeline, work: _LikeBatch, context: str) -> None:
             "MongoDB like counts",
             context,
         )
-    await work.deltas.send(pipeline.topics.user_rollup, pipeline.topics.day_rollup)
+    await work.deltas.send(pipeline)
     counters.inc(APPLIED, work.applied, topic="likes")
 
 

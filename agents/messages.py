@@ -87,7 +87,7 @@ async def _write(
     # MongoDB, so a like accepted for this message always finds its document.
     for message_id, author in new_authors.items():
         authors[message_id] = author
-    await deltas.send(pipeline.topics.user_rollup, pipeline.topics.day_rollup)
+    await deltas.send(pipeline)
     counters.inc(APPLIED, len(documents), topic="messages")
     await apply_pending_likes(pipeline, list(new_authors))
 

@@ -1,11 +1,13 @@
 """Rollup agents: per-user and per-day figures from the agents' deltas.
 
 The message, like and view agents send the sums of one batch to the rollup
-topics, keyed by user or by day, so each user's and each day's figures are
-owned by one partition. Every stored value records the offset of the last
-rollup record applied to it. A key always arrives on the same partition, so
-a record at or below that offset was applied already: this makes the
-rollups idempotent when a worker reprocesses records after a restart.
+topics: each day's sums keyed by the day, and the users' sums packed into one
+record per partition, on the partition that the user's key hashes to. So
+each user's and each day's figures are owned by one partition. Every stored
+value records the offset of the last rollup record applied to it. A key
+always arrives on the same partition, so a record at or below that offset
+was applied already: this makes the rollups idempotent when a worker
+reprocesses records after a restart.
 """
 
 from __future__ import annotations
@@ -64,22 +66,26 @@ def apply_user_rollups(pipeline: Pipeline, batch: list[Any]) -> None:
     now_ms = time.time() * 1000.0
     totals: dict[str, Any] = {}
     for record in batch:
-        user = record.message.key.decode()
         offset = record.message.offset
-        delta = orjson.loads(record.message.value)
-        record_lag(delta, now_ms)
-        for day_text, fields in delta["days"].items():
-            day = int(day_text)
-            key = (user, day)
-            current = user_days.get(key) or read_window(tables.user_days, user, day)
-            merged = merge(current, fields, offset)
-            if merged is not None:
-                user_days[key] = merged
-        if delta["total"]:
-            current = totals.get(user) or tables.user_totals.get(user)
-            merged = merge(current, delta["total"], offset)
-            if merged is not None:
-                totals[user] = merged
+        packed = orjson.loads(record.message.value)
+        record_lag(packed, now_ms)
+        users = packed.get("users")
+        if users is None:
+            # Written before users were packed: one user, named by the key.
+            users = {record.message.key.decode(): packed}
+        for user, delta in users.items():
+            for day_text, fields in delta["days"].items():
+                day = int(day_text)
+                key = (user, day)
+                current = user_days.get(key) or read_window(tables.user_days, user, day)
+                merged = merge(current, fields, offset)
+                if merged is not None:
+                    user_days[key] = merged
+            if delta["total"]:
+                current = totals.get(user) or tables.user_totals.get(user)
+                merged = merge(current, delta["total"], offset)
+                if merged is not None:
+                    totals[user] = merged
     for (user, day), value in user_days.items():
         write_window(tables.user_days, user, day, value)
     for user, value in totals.items():

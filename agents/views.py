@@ -92,5 +92,5 @@ async def apply_view_batch(
     for message_id, total in totals.items():
         tables.message_views[message_id] = total
     tables.view_offsets[partition] = batch[-1].message.offset
-    await deltas.send(pipeline.topics.user_rollup, pipeline.topics.day_rollup)
+    await deltas.send(pipeline)
     counters.inc(APPLIED, applied, topic="views")

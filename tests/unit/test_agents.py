@@ -10,7 +10,12 @@ import orjson
 import pytest
 
 import agents.likes as likes_module
-from agents.batching import DeadLetters
+from agents.batching import (
+    USER_ROUTER,
+    USERS_PER_ROLLUP_RECORD,
+    DeadLetters,
+    RollupDeltas,
+)
 from agents.likes import apply_like_batch
 from agents.messages import apply_message_batch
 from agents.rollups import apply_day_rollups, apply_user_rollups
@@ -52,10 +57,29 @@ class FakeWindowed:
 
 class FakeTopic:
     def __init__(self) -> None:
-        self.sent: list[tuple[bytes, dict[str, Any]]] = []
+        self.sent: list[tuple[bytes | None, dict[str, Any]]] = []
+        self.partitions: list[int | None] = []
 
-    async def send(self, key: bytes, value: bytes) -> None:
+    async def send(
+        self, key: bytes | None, value: bytes, partition: int | None = None
+    ) -> None:
         self.sent.append((key, orjson.loads(value)))
+        self.partitions.append(partition)
+
+    def user_deltas(self) -> list[tuple[str, dict[str, Any]]]:
+        """Unpack the user-rollup records into (user, delta) pairs."""
+        return [
+            (user, delta)
+            for _key, value in self.sent
+            for user, delta in value["users"].items()
+        ]
+
+
+class FakeUserRouter:
+    """Two partitions: users whose name ends in an even digit go to 0."""
+
+    async def partition(self, user: str) -> int:
+        return int(user[-1]) % 2 if user[-1].isdigit() else 0
 
 
 @dataclass
@@ -98,7 +122,7 @@ def fake_pipeline() -> Any:
         topics=topics,
         store=FakeStore(),
         settings=settings,
-        extras={},
+        extras={USER_ROUTER: FakeUserRouter()},
         app=SimpleNamespace(consumer=None),
     )
 
@@ -248,7 +272,7 @@ async def test_likes_credit_liker_and_author() -> None:
     pipeline.topics.user_rollup.sent.clear()
     await apply_likes(pipeline, [like(message_id, "bob")], Records("likes"))
     sent = {
-        key.decode(): value["days"] for key, value in pipeline.topics.user_rollup.sent
+        user: delta["days"] for user, delta in pipeline.topics.user_rollup.user_deltas()
     }
     assert sent == {
         "bob": {str(DAY): {"likes_given": 1}},
@@ -289,9 +313,9 @@ async def test_like_before_message_applied_on_arrival() -> None:
     assert pipeline.tables.message_likes[message_id] == {"like_count": 1}
     assert pipeline.store.like_counts[message_id] == 1
     received = [
-        value["days"][str(DAY)].get("likes_received", 0)
-        for key, value in pipeline.topics.user_rollup.sent
-        if key == b"carol"
+        delta["days"][str(DAY)].get("likes_received", 0)
+        for user, delta in pipeline.topics.user_rollup.user_deltas()
+        if user == "carol"
     ]
     assert sum(received) == 2
     assert pipeline.topics.dead_letters.sent == []
@@ -411,6 +435,46 @@ def test_user_rollup_skips_reprocessed_offsets() -> None:
     )
     assert pipeline.tables.user_days.value("ann", DAY) == {"messages": 2, "_offset": 6}
     assert pipeline.tables.user_totals["ann"] == {"messages": 2, "_offset": 6}
+
+
+async def test_user_deltas_packed_per_partition() -> None:
+    pipeline = fake_pipeline()
+    deltas = RollupDeltas()
+    users = [f"user{index}" for index in range(2 * USERS_PER_ROLLUP_RECORD + 7)]
+    for index, user in enumerate(users):
+        deltas.add_user_day(user, DAY, views=index + 1)
+    deltas.add_user_total("user1", messages=1)
+    await deltas.send(pipeline)
+
+    topic = pipeline.topics.user_rollup
+    # 1,007 users: 504 even and 503 odd, so 2 records for each partition.
+    assert sorted(topic.partitions) == [0, 0, 1, 1]
+    for (key, value), partition in zip(topic.sent, topic.partitions, strict=True):
+        assert key is None
+        assert 0 < len(value["users"]) <= USERS_PER_ROLLUP_RECORD
+        assert {int(user[-1]) % 2 for user in value["users"]} == {partition}
+    unpacked = dict(topic.user_deltas())
+    assert len(unpacked) == len(users)
+    assert unpacked["user9"] == {"days": {str(DAY): {"views": 10}}, "total": {}}
+    assert unpacked["user1"]["total"] == {"messages": 1}
+
+
+def test_user_rollup_applies_packed_and_single_user_records() -> None:
+    pipeline = fake_pipeline()
+    packed = {
+        "users": {
+            "ann": {"days": {str(DAY): {"views": 2}}, "total": {}},
+            "bob": {"days": {str(DAY): {"messages": 1}}, "total": {"messages": 1}},
+        },
+        "source_ms": None,
+    }
+    single = {"days": {str(DAY): {"views": 5}}, "total": {}}
+    batch = [rollup_record("u", 3, "", packed), rollup_record("u", 4, "ann", single)]
+    apply_user_rollups(pipeline, batch)
+    apply_user_rollups(pipeline, batch)
+    assert pipeline.tables.user_days.value("ann", DAY) == {"views": 7, "_offset": 4}
+    assert pipeline.tables.user_days.value("bob", DAY) == {"messages": 1, "_offset": 3}
+    assert pipeline.tables.user_totals == {"bob": {"messages": 1, "_offset": 3}}
 
 
 def test_day_rollup_sums_batch() -> None:
