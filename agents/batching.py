@@ -1,11 +1,12 @@
 """Shared machinery of the agents: batches, dead letters, rollup deltas, retries.
 
-Every agent takes records in batches with ``take_events`` and applies them
-one partition at a time, so the table writes made for a part go to the
-changelog partition of that source partition, which is what Faust requires
-for recovery. The agents run one actor each over all assigned partitions:
-with one actor per partition (``isolated_partitions``), Faust 0.15.3 left
-actors that no longer consumed after a second worker joined the group.
+Every agent takes records in batches from its topic's intake
+(:mod:`agents.intake`) and applies them one partition at a time, so the
+table writes made for a part go to the changelog partition of that source
+partition, which is what Faust requires for recovery. The agents run one
+actor each over all assigned partitions: with one actor per partition
+(``isolated_partitions``), Faust 0.15.3 left actors that no longer consumed
+after a second worker joined the group.
 Deltas for the per-user and per-day tables are summed per batch and sent to
 the rollup topics: one record per day, and the users packed into one record
 per partition of the user-rollup topic.
@@ -24,8 +25,10 @@ from typing import Any, TypeVar
 
 import orjson
 from faust import streams
+from faust.events import Event as FaustEvent
 
 from agents.continuity import OffsetContinuity
+from agents.intake import Intake, IntakeRecord, topic_intake
 from app.events import Event, InvalidEvent, day_to_date, decode_event
 from app.metrics import REJECTED, LagRecorder, applied_lag, counters
 
@@ -36,7 +39,7 @@ logger = logging.getLogger(__name__)
 # can still arrive.
 MESSAGE_PROGRESS = "message_progress"
 BATCH_MAX = 1000
-# How long take_events waits to fill a batch. Under a backlog, batches fill
+# How long an intake waits to fill a batch. Under a backlog, batches fill
 # sooner. At 1,000 events/s, this wait sets the delay before an event is
 # applied: 50 ms gave a median visibility of 46 to 54 ms, and 20 ms one of
 # 19 to 25 ms at the same throughput. 10 ms gave a slower tail.
@@ -84,36 +87,61 @@ activity = AgentActivity()
 async def partition_batches(
     stream: Any, lag: LagRecorder | None = applied_lag
 ) -> AsyncIterator[list[Any]]:
-    """Yield the stream's events in batches, each from a single partition.
+    """Yield the records of the stream's topic in batches, each from one partition.
 
-    ``take_events`` mixes the partitions assigned to the worker, so each
-    batch is split by partition, in offset order within each. Faust picks a
-    table's changelog partition from the current event, and ``take_events``
-    leaves none behind, so the last event of each part is made current
-    before the caller writes its tables. Faust exposes no public setter for
-    that, hence the private context variable.
+    The records come from the topic's intake (see :mod:`agents.intake`), in
+    offset order within each batch.
+    """
+    intake = topic_intake(stream)
+    if intake is None:
+        raise RuntimeError(
+            f"no intake for the topics of {stream!r}; "
+            "add one with IntakeConductor.add_intake before the worker starts"
+        )
+    async for part in intake_batches(stream.app, intake):
+        yield part
+        if lag is not None:
+            now = time.time()
+            for record in part:
+                lag.record((now - record.message.timestamp) * 1000.0)
+
+
+async def intake_batches(app: Any, intake: Intake) -> AsyncIterator[list[Any]]:
+    """Yield the intake's records in batches, each from a single partition.
+
+    The records of a batch are tracked as pending while the caller applies
+    them, and acknowledged when it asks for the next batch (see
+    :mod:`agents.intake`).
     """
     continuity = OffsetContinuity()
-    async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-        parts: dict[tuple[str, int], list[Any]] = {}
-        for record in batch:
-            message = record.message
-            parts.setdefault((message.topic, message.partition), []).append(record)
+    consumer = app.consumer
+    while True:
+        messages = await intake.take(BATCH_MAX, BATCH_WITHIN_S)
+        generation = app.consumer_generation_id
+        parts: dict[Any, list[Any]] = {}
+        for message in messages:
+            if message.generation_id == generation:
+                parts.setdefault(message.tp, []).append(IntakeRecord(message))
         for records in parts.values():
-            part = await admit_contiguous(stream.app, continuity, records)
+            if not app.flow_control.is_active():
+                break
+            part = await admit_contiguous(app, continuity, records)
             if not part:
                 continue
-            streams._current_event.set(weakref.ref(part[-1]))
-            topic = part[-1].message.topic
-            activity.begin(topic)
+            for record in part:
+                consumer.track_message(record.message)
+            last = part[-1].message
+            # Faust's tables take the changelog partition from the current
+            # event, which must stay referenced while the caller writes.
+            current = FaustEvent(app, last.key, last.value, last.headers, last)
+            streams._current_event.set(weakref.ref(current))
+            activity.begin(last.topic)
             try:
                 yield part
             finally:
-                activity.end(topic)
-            if lag is not None:
-                now = time.time()
-                for record in part:
-                    lag.record((now - record.message.timestamp) * 1000.0)
+                activity.end(last.topic)
+            for record in part:
+                consumer.ack(record.message)
 
 
 async def admit_contiguous(
@@ -250,7 +278,10 @@ class RollupDeltas:
         for partition, users in packs.items():
             names = list(users)
             for start in range(0, len(names), USERS_PER_ROLLUP_RECORD):
-                chunk = {name: users[name] for name in names[start : start + USERS_PER_ROLLUP_RECORD]}
+                chunk = {
+                    name: users[name]
+                    for name in names[start : start + USERS_PER_ROLLUP_RECORD]
+                }
                 value = {"users": chunk, "source_ms": self.source_ms}
                 await topics.user_rollup.send(
                     key=None, value=orjson.dumps(value), partition=partition

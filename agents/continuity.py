@@ -17,9 +17,8 @@ they were fetched before the seek and will be read again after it. Records
 below the expected offset pass on: they are redeliveries, which the agents'
 duplicate checks drop.
 
-NOTE: the records dropped after a gap are acknowledged before they are read
-again. If Faust took the gap for acknowledged offsets, it can commit past
-them, and a worker that crashes before the re-read loses them.
+The records dropped after a gap are neither tracked nor acknowledged, so no
+commit passes them before they are read again.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.batching import AgentActivity, activity
+from agents.intake import waiting_partitions
 from app.metrics import RESEEKED, counters
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class StallGuard:
         sought = []
         # Faust keeps these three only in private attributes.
         waiting = {message.tp for message in list(consumer._unacked_messages)}
+        waiting |= waiting_partitions(app)
         for tp in sorted(assigned):
             committed = consumer._committed_offset.get(tp)
             read = consumer._read_offset.get(tp)

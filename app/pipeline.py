@@ -15,6 +15,7 @@ import faust
 from aiokafka.structs import RecordMetadata
 from faust.exceptions import ConsumerNotStarted
 
+from agents.intake import IntakeApp, IntakeConductor
 from app.events import Event
 from app.lag import worker_topics
 from app.producer_buffer import install_draining_buffer
@@ -67,7 +68,7 @@ def create_app(settings: Settings) -> faust.App:
     brokers = [f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")]
     datadir = settings.state_dir / "faust" / f"{settings.app_id}-{settings.api_port}"
     datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = IntakeApp(
         settings.app_id,
         broker=brokers,
         store="rocksdb://",
@@ -139,6 +140,17 @@ def create_pipeline(settings: Settings, *, with_web: bool = True) -> Pipeline:
 
     app = create_app(settings)
     topics = create_topics(app, settings)
+    # Every agent takes its records in batches from an intake (agents.intake).
+    conductor = app.topics
+    assert isinstance(conductor, IntakeConductor)
+    for topic in (
+        topics.messages,
+        topics.likes,
+        topics.views,
+        topics.user_rollup,
+        topics.day_rollup,
+    ):
+        conductor.add_intake(topic.get_topic_name())
     tables = create_tables(app, settings)
     store = FeedStore(settings)
     pipeline = Pipeline(settings, app, topics, tables, store)

@@ -3,13 +3,14 @@
     .venv/bin/python bench/stream_throughput.py --events 200000 --runs 3
 
 Each run writes the benchmark mix (messages 5 %, likes 25 %, views 70 %, one
-Kafka record per event) to fresh topics while a worker that is already up,
-and has processed a warm-up of 2,000 events, consumes them, and times the span from the first send to zero consumer lag
-on every topic the worker reads, the rollup topics included. The baseline
-then reads the same records with a bare aiokafka consumer that decodes the
-JSON and counts per message, user and day in dicts: the limit for Python on
-this machine. With ``--quix`` the same counting runs in Quix Streams with a
-RocksDB state and changelog (install with ``pip install -e '.[bench]'``).
+Kafka record per event) to fresh topics while a worker that is already up
+(and has processed a warm-up of 2,000 events) consumes them, and times the
+span from the first send to zero consumer lag on every topic the worker
+reads, the rollup topics included. The baseline then reads the same records
+with a bare aiokafka consumer that decodes the JSON and counts per message,
+user and day in dicts: the limit for Python on this machine. With ``--quix``
+the same counting runs in Quix Streams with a RocksDB state and changelog
+(install with ``pip install -e '.[bench]'``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ from bench.common import (  # noqa: E402
     wait_healthy,
     workload,
 )
-
 
 WARMUP_EVENTS = 2_000
 

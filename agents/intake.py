@@ -1,0 +1,149 @@
+"""Bulk intake: fetched records reach the agents in batches, not one by one.
+
+Faust delivers every fetched record on its own: the conductor decodes it into
+an event, puts it on the channel's queue, and the agent's stream takes it
+off, runs its sensors and acknowledges it. Measured on this project's
+benchmark machine, that path alone allowed about 5,800 records/s with
+``take(2000)`` and no work done per record.
+
+Here the conductor's handler for an agent's topic only appends the fetched
+message to the topic's :class:`Intake`, and the agent takes whole batches from
+it. The agent is still a Faust agent: Faust subscribes its topic, assigns its
+partitions, and starts, stops and supervises it. Only its stream is never
+iterated. What the stream did per record is done per batch:
+
+- A taken message is tracked as pending until its batch is applied, and then
+  acknowledged, so commits and ``stream_wait_empty`` see it as before.
+- A message fetched before the last rebalance is dropped without an ack: the
+  worker that owns its partition now reads it again from the committed offset.
+- While a rebalance is in progress, taken messages are dropped without an ack
+  too; if the partitions stay, the offset check of :mod:`agents.continuity`
+  finds the gap and reads them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+from faust.transport.conductor import Conductor
+from faust.types import TP
+
+# Records an intake keeps before the fetcher waits for the agent. Faust's
+# own channel queues take up to ``stream_buffer_maxsize`` records each.
+INTAKE_MAX = 16_384
+
+
+class IntakeRecord:
+    """A fetched record as the agents' batch code reads it: ``record.message``."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+
+
+class Intake:
+    """The fetched, not yet taken records of one topic."""
+
+    def __init__(self, app: Any, maxsize: int = INTAKE_MAX) -> None:
+        self._app = app
+        self._maxsize = maxsize
+        self._buffer: deque[Any] = deque()
+        self._want = 1
+        self._filled = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+
+    def __len__(self) -> int:
+        return len(self._buffer)
+
+    def partitions(self) -> set[TP]:
+        """Return the partitions that have records waiting here."""
+        return {message.tp for message in list(self._buffer)}
+
+    def handler(self, tp: TP) -> Callable[[Any], Awaitable[None]]:
+        """Return the conductor's callback for the messages fetched from ``tp``."""
+        acquire_flow_control = self._app.flow_control.acquire
+        wait_until_producer_ebb = self._app.producer.buffer.wait_until_ebb
+        buffer = self._buffer
+
+        async def on_message(message: Any) -> None:
+            # Faust's handler waits for the same two things: the end of a
+            # rebalance, and room in the producer buffer.
+            await acquire_flow_control()
+            await wait_until_producer_ebb()
+            while len(buffer) >= self._maxsize:
+                self._space.clear()
+                await self._space.wait()
+            buffer.append(message)
+            if len(buffer) >= self._want:
+                self._filled.set()
+
+        return on_message
+
+    async def take(self, max_records: int, within: float) -> list[Any]:
+        """Wait for a first record, then up to ``within`` s for ``max_records``."""
+        self._want = 1
+        while not self._buffer:
+            self._filled.clear()
+            await self._filled.wait()
+        if len(self._buffer) < max_records:
+            self._want = max_records
+            self._filled.clear()
+            try:
+                await asyncio.wait_for(self._filled.wait(), within)
+            except TimeoutError:
+                pass
+        buffer = self._buffer
+        taken = [buffer.popleft() for _ in range(min(max_records, len(buffer)))]
+        self._space.set()
+        return taken
+
+
+class IntakeConductor(Conductor):
+    """Faust's conductor, except that topics with an intake are handed to it."""
+
+    def __init__(self, app: faust.App, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.intakes: dict[str, Intake] = {}
+
+    def add_intake(self, topic: str) -> Intake:
+        """Hand ``topic`` to an intake; call before the worker subscribes."""
+        intake = self.intakes.get(topic)
+        if intake is None:
+            intake = self.intakes[topic] = Intake(self.app)
+        return intake
+
+    def _build_handler(self, tp: TP, channels: Any) -> Any:
+        intake = self.intakes.get(tp.topic)
+        if intake is None:
+            return super()._build_handler(tp, channels)
+        return intake.handler(tp)
+
+
+class IntakeApp(faust.App):
+    """A Faust app whose conductor is an :class:`IntakeConductor`."""
+
+    def _new_conductor(self) -> IntakeConductor:
+        return IntakeConductor(app=self, beacon=None)
+
+
+def waiting_partitions(app: Any) -> set[TP]:
+    """Return the partitions with records in any of the app's intakes."""
+    conductor = getattr(app, "topics", None)
+    if not isinstance(conductor, IntakeConductor):
+        return set()
+    return set().union(*(intake.partitions() for intake in conductor.intakes.values()))
+
+
+def topic_intake(stream: Any) -> Intake | None:
+    """Return the intake registered for the stream's single topic, if any."""
+    conductor = stream.app.topics
+    names: tuple[str, ...] = tuple(getattr(stream.channel, "topics", ()))
+    if not isinstance(conductor, IntakeConductor) or len(names) != 1:
+        return None
+    return conductor.intakes.get(names[0])
