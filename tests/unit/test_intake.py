@@ -93,6 +93,21 @@ async def test_take_waits_for_a_first_record() -> None:
     assert [m.offset for m in await waiting] == [7]
 
 
+async def test_batches_are_cut_on_a_cadence_from_the_last_take() -> None:
+    app = fake_app()
+    intake = Intake(app)
+    on_message = intake.handler(TP(TOPIC, 0))
+    await on_message(message(0))
+    assert len(await intake.take(10, within=0.5)) == 1  # the first take is at once
+    await asyncio.sleep(0.4)
+    await on_message(message(1))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert len(await intake.take(10, within=0.5)) == 1
+    # Cut 0.5 s after the previous take, so about 0.1 s after the arrival.
+    assert loop.time() - started < 0.3
+
+
 async def test_full_intake_holds_the_fetcher_until_a_take() -> None:
     app = fake_app()
     intake = Intake(app, maxsize=2)
