@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from pymongo import DESCENDING, AsyncMongoClient, UpdateOne
-from pymongo.errors import PyMongoError
+from pymongo import DESCENDING, AsyncMongoClient, InsertOne, UpdateOne
+from pymongo.errors import BulkWriteError, PyMongoError
 
 from app.events import format_micros
 from app.settings import Settings
@@ -29,6 +29,8 @@ from app.settings import Settings
 logger = logging.getLogger(__name__)
 
 MESSAGES = "messages"
+# MongoDB's error code for an insert whose _id is taken.
+DUPLICATE_KEY = 11000
 # Every operation fails after this long instead of hanging; writers retry.
 OPERATION_TIMEOUT_MS = 20_000
 FEED_INDEX = [("created_us", DESCENDING), ("_id", DESCENDING)]
@@ -94,7 +96,7 @@ class FeedStore:
                 await self.ensure_indexes()
                 self._indexed = True
 
-    async def _write(self, operations: list[UpdateOne]) -> None:
+    async def _write(self, operations: Sequence[InsertOne[Any] | UpdateOne]) -> None:
         await self._ensure_indexes_once()
         if self._write_lock is None:
             self._write_lock = asyncio.Lock()
@@ -133,27 +135,39 @@ class FeedStore:
     # ------------------------------------------------------------ writes
 
     async def upsert_messages(self, documents: Sequence[MessageDocument]) -> None:
-        """Insert or overwrite messages; ``like_count`` starts at 0 and is kept."""
+        """Insert messages with ``like_count`` 0; a message already stored is kept.
+
+        The message agent rejects a second post of a known message id, so a
+        stored message is a redelivery of the same post, and its like count
+        must stay. Inserts, not upserts: FerretDB 1.24 on SQLite takes time
+        that grows with the collection for each update by ``_id`` (1.3 s for
+        100 upserts at 3,000 messages, 4 ms for 100 inserts).
+        """
         if not documents:
             return
         operations = [
-            UpdateOne(
-                {"_id": doc.message_id},
+            InsertOne(
                 {
-                    "$set": {
-                        "user": doc.user,
-                        "body": doc.body,
-                        "created_us": doc.created_us,
-                        "sentiment": {"compound": doc.compound, "label": doc.label},
-                        "event_id": doc.event_id,
-                    },
-                    "$setOnInsert": {"like_count": 0},
-                },
-                upsert=True,
+                    "_id": doc.message_id,
+                    "user": doc.user,
+                    "body": doc.body,
+                    "created_us": doc.created_us,
+                    "sentiment": {"compound": doc.compound, "label": doc.label},
+                    "event_id": doc.event_id,
+                    "like_count": 0,
+                }
             )
             for doc in documents
         ]
-        await self._write(operations)
+        try:
+            await self._write(operations)
+        except BulkWriteError as error:
+            errors = error.details.get("writeErrors", [])
+            if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            logger.info(
+                "%d of %d messages were stored already", len(errors), len(documents)
+            )
 
     async def set_like_counts(self, counts: Mapping[str, int]) -> None:
         """Set each message's ``like_count`` to the given absolute value."""
