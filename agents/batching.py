@@ -110,7 +110,7 @@ async def intake_batches(app: Any, intake: Intake) -> AsyncIterator[list[Any]]:
     """Yield the intake's records in batches, each from a single partition.
 
     The records of a batch are tracked as pending while the caller applies
-    them, and acknowledged when it asks for the next batch (see
+    them, and acknowledged when it requests the next batch (see
     :mod:`agents.intake`).
     """
     continuity = OffsetContinuity()

@@ -17,7 +17,7 @@ iterated. What the stream did per record is done per batch:
 - A message fetched before the last rebalance is dropped without an ack: the
   worker that owns its partition now reads it again from the committed offset.
 - While a rebalance is in progress, taken messages are dropped without an ack
-  too; if the partitions stay, the offset check of :mod:`agents.continuity`
+  too. If the partitions stay, the offset check of :mod:`agents.continuity`
   finds the gap and reads them again.
 """
 
@@ -108,10 +108,10 @@ class Intake:
             except TimeoutError:
                 pass
         buffer = self._buffer
-        taken = [buffer.popleft() for _ in range(min(max_records, len(buffer)))]
+        batch = [buffer.popleft() for _ in range(min(max_records, len(buffer)))]
         self._last_take = loop.time()
         self._space.set()
-        return taken
+        return batch
 
 
 class IntakeConductor(Conductor):

@@ -171,6 +171,8 @@ class FeedStore:
 
     async def set_like_counts(self, counts: Mapping[str, int]) -> None:
         """Set each message's ``like_count`` to the given absolute value."""
+        # NOTE: on FerretDB 1.24 (SQLite), each update by _id takes time that
+        # grows with the collection, so at scale these writes bound the like agent.
         if not counts:
             return
         operations = [

@@ -75,7 +75,7 @@ async def worker_run(
     try:
         await asyncio.to_thread(wait_healthy, settings.api_url)
         # The worker joins its group and opens its tables after /health
-        # answers; a small warm-up load keeps that start-up out of the timing.
+        # responds, so a small warm-up load keeps that start-up out of the timing.
         await produce(settings, list(workload(WARMUP_EVENTS, seed=2)))
         await wait_for_zero_lag(settings, timeout_s=300, poll_s=0.25)
         records = list(workload(count))

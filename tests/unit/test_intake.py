@@ -69,7 +69,7 @@ def message(offset: int, partition: int = 0, generation: int = 1) -> Any:
     )
 
 
-async def test_take_returns_at_most_max_records_in_arrival_order() -> None:
+async def test_take_caps_batch_size() -> None:
     app = fake_app()
     intake = Intake(app)
     on_message = intake.handler(TP(TOPIC, 0))
@@ -93,7 +93,7 @@ async def test_take_waits_for_a_first_record() -> None:
     assert [m.offset for m in await waiting] == [7]
 
 
-async def test_batches_are_cut_on_a_cadence_from_the_last_take() -> None:
+async def test_take_cadence_from_last_take() -> None:
     app = fake_app()
     intake = Intake(app)
     on_message = intake.handler(TP(TOPIC, 0))
