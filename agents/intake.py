@@ -19,6 +19,16 @@ iterated. What the stream did per record is done per batch:
 - While a rebalance is in progress, taken messages are dropped without an ack
   too. If the partitions stay, the offset check of :mod:`agents.continuity`
   finds the gap and reads them again.
+
+Records of the tables' changelog topics go the same way, to one intake that
+:class:`tables.recovery.BulkRecovery` reads in batches, in place of Faust's
+per-record changelog queue.
+
+Faust's fetch loop also hands over each record on its own: it starts the
+conductor's handler and a wait for a rebalance as two tasks and waits for the
+first to finish. :class:`IntakeConsumer` first offers the record to its
+intake, which takes it at once when no rebalance is in progress and there is
+room; only a record the intake cannot take now goes the way Faust's loop does.
 """
 
 from __future__ import annotations
@@ -30,6 +40,8 @@ from typing import Any
 
 import faust
 from faust.transport.conductor import Conductor
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 # Records an intake keeps before the fetcher waits for the agent. Faust's
@@ -66,6 +78,30 @@ class Intake:
     def partitions(self) -> set[TP]:
         """Return the partitions that have records waiting here."""
         return {message.tp for message in list(self._buffer)}
+
+    def clear(self) -> None:
+        """Drop every record not taken yet."""
+        self._buffer.clear()
+        self._space.set()
+
+    def offer(self, message: Any) -> bool:
+        """Take ``message`` if that needs no wait; return whether it was taken.
+
+        The handler from :meth:`handler` would wait for the end of a
+        rebalance, for room in the producer buffer, or for room here; when
+        none of those holds, this does what it does without a task switch.
+        """
+        producer_buffer = self._app.producer.buffer
+        if (
+            not self._app.flow_control.is_active()
+            or producer_buffer.size > producer_buffer.max_messages
+            or len(self._buffer) >= self._maxsize
+        ):
+            return False
+        self._buffer.append(message)
+        if len(self._buffer) >= self._want:
+            self._filled.set()
+        return True
 
     def handler(self, tp: TP) -> Callable[[Any], Awaitable[None]]:
         """Return the conductor's callback for the messages fetched from ``tp``."""
@@ -120,6 +156,27 @@ class IntakeConductor(Conductor):
     def __init__(self, app: faust.App, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self.intakes: dict[str, Intake] = {}
+        # Set by BulkRecovery: the intake of every changelog topic.
+        self.changelog_intake: Intake | None = None
+        # Topic name -> intake, for the topics that have a handler built.
+        self._routes: dict[str, Intake] = {}
+
+    def add_changelog_intake(self) -> Intake:
+        """Hand every table's changelog topic to one intake, cleared on resume.
+
+        Faust clears its changelog queue when the flow resumes after a
+        rebalance, before the recovery reads from the offsets it sought;
+        this intake is cleared at the same moment.
+        """
+        if self.changelog_intake is None:
+            self.changelog_intake = Intake(self.app)
+            self.app.flow_control.manage_queue(self.changelog_intake)  # type: ignore[arg-type]
+        return self.changelog_intake
+
+    def offer(self, message: Any) -> bool:
+        """Hand ``message`` to its topic's intake if it takes it without a wait."""
+        intake = self._routes.get(message.topic)
+        return intake is not None and intake.offer(message)
 
     def add_intake(self, topic: str) -> Intake:
         """Hand ``topic`` to an intake; call before the worker subscribes."""
@@ -130,16 +187,96 @@ class IntakeConductor(Conductor):
 
     def _build_handler(self, tp: TP, channels: Any) -> Any:
         intake = self.intakes.get(tp.topic)
+        if (
+            intake is None
+            and self.changelog_intake is not None
+            and tp.topic in self.app.tables.changelog_topics
+        ):
+            intake = self.changelog_intake
         if intake is None:
             return super()._build_handler(tp, channels)
+        self._routes[tp.topic] = intake
         return intake.handler(tp)
 
 
+# Faust's fetch loop lets other tasks run after this many records.
+YIELD_EVERY = 100
+
+
+class IntakeConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer with a fetch loop that offers records first.
+
+    The loop keeps the bookkeeping of Faust's own: records older than the
+    last one read from their partition are skipped, a jump in the offsets of
+    an acknowledged topic is noted as a gap, the offsets are committed after
+    every ``broker_commit_every`` acknowledged records, and a record that
+    its handler must wait for is raced against the suspension of the flow.
+    """
+
+    async def _drain_messages(self, fetcher: Any) -> None:
+        conductor = self.app.topics
+        offer = conductor.offer if isinstance(conductor, IntakeConductor) else None
+        read_offsets = self._read_offset
+        acks_enabled_for = conductor.acks_enabled_for
+        commit_every = self._commit_every
+        since_yield = 0
+        try:
+            while not (self._stopped.is_set() or fetcher._stopped.is_set()):
+                self.diag.set_flag(CONSUMER_FETCHING)
+                records = self.getmany(timeout=1.0)
+                # getmany can return at once many times in a row.
+                await asyncio.sleep(0)
+                if self.should_stop:
+                    continue
+                async for tp, message in records:
+                    since_yield += 1
+                    if since_yield > YIELD_EVERY:
+                        await asyncio.sleep(0)
+                        since_yield = 0
+                    offset = message.offset
+                    last = read_offsets[tp]
+                    if last is not None and offset < last:
+                        continue
+                    if last and offset - last > 1 and acks_enabled_for(tp.topic):
+                        await self._add_gap(tp, last + 1, offset)
+                    if commit_every is not None and self._n_acked >= commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+                    if offer is None or not offer(message):
+                        await self.wait_first(
+                            self.callback(message), self.suspend_flow.wait()
+                        )
+                    read_offsets[tp] = offset
+                self.diag.unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if not self.app.should_stop:
+                raise
+            self.log.info("Broker stopped the consumer; shutting down")
+        except asyncio.CancelledError:
+            if not self.app.should_stop:
+                raise
+            self.log.info("Consumer cancelled while shutting down")
+        except Exception as exc:
+            self.log.exception("Fetch loop failed: %r", exc)
+            raise
+        finally:
+            self.diag.unset_flag(CONSUMER_FETCHING)
+
+
+class IntakeTransport(faust_aiokafka.Transport):
+    """Faust's aiokafka transport with :class:`IntakeConsumer` as its consumer."""
+
+    Consumer = IntakeConsumer
+
+
 class IntakeApp(faust.App):
-    """A Faust app whose conductor is an :class:`IntakeConductor`."""
+    """A Faust app with an :class:`IntakeConductor` and an :class:`IntakeConsumer`."""
 
     def _new_conductor(self) -> IntakeConductor:
         return IntakeConductor(app=self, beacon=None)
+
+    def _new_transport(self) -> Any:
+        return IntakeTransport(self.conf.broker_consumer, self)
 
 
 def waiting_partitions(app: Any) -> set[TP]:

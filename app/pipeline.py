@@ -22,6 +22,7 @@ from app.producer_buffer import install_draining_buffer
 from app.settings import Settings
 from app.store import FeedStore
 from tables.definitions import CheckedTable, Tables, create_tables
+from tables.recovery import BulkTableManager
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ def create_app(settings: Settings) -> faust.App:
         broker=brokers,
         store="rocksdb://",
         Table=CheckedTable,
+        TableManager=BulkTableManager,
         datadir=str(datadir),
         autodiscover=False,
         topic_partitions=settings.topic_partitions,

@@ -6,6 +6,7 @@ import asyncio
 import os
 import platform
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -13,6 +14,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -196,3 +198,66 @@ def append_result(section: str, command: str, rows: list[tuple[str, str]]) -> No
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def start_sampler(pid: int, output: Path) -> subprocess.Popen[bytes]:
+    """Sample the worker's Python stacks with py-spy into a collapsed-stack file."""
+    py_spy = Path(sys.executable).with_name("py-spy")
+    if not py_spy.exists():
+        raise SystemExit("--profile needs py-spy: pip install -e '.[bench]'")
+    return subprocess.Popen(
+        [
+            str(py_spy),
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--output",
+            str(output),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_sampler(sampler: subprocess.Popen[bytes] | None) -> None:
+    """Stop a sampler from :func:`start_sampler` so that it writes its file."""
+    if sampler is not None:
+        sampler.send_signal(signal.SIGINT)
+        sampler.wait(timeout=60)
+
+
+def summarize_profile(path: Path, top: int = 25) -> list[str]:
+    """Return the functions with the most samples on stack and on top of stack.
+
+    Each line of py-spy's raw format is ``frame;frame;...;frame count``,
+    outermost frame first.
+    """
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        frames = [frame_name(frame) for frame in stack.split(";")]
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    lines = [f"{total} samples; share of samples with the function on the stack:"]
+    lines += [f"  {n / total:6.1%}  {name}" for name, n in inclusive.most_common(top)]
+    lines.append("share of samples with the function on top of the stack:")
+    lines += [f"  {n / total:6.1%}  {name}" for name, n in own.most_common(top)]
+    return lines
+
+
+def frame_name(frame: str) -> str:
+    """Return ``name (module.py)`` for a py-spy frame ``name (path/module.py:line)``."""
+    name, _, place = frame.partition(" (")
+    path = place.split(":")[0]
+    return f"{name} ({Path(path).name})" if path else name

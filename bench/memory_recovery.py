@@ -12,6 +12,8 @@ Writes one ``ViewRecorded`` per distinct message id, so the worker stores
   folder wiped (recovery from the changelog topics alone).
 
 The baseline is the RSS of an idle worker of the same code with empty tables.
+With ``--profile FILE`` py-spy samples the worker while it recovers from the
+changelog topics alone, and the functions seen most often are printed.
 """
 
 from __future__ import annotations
@@ -38,7 +40,10 @@ from bench.common import (  # noqa: E402
     isolated_settings,
     median,
     produce,
+    start_sampler,
     start_worker,
+    stop_sampler,
+    summarize_profile,
     wait_healthy,
 )
 
@@ -78,9 +83,12 @@ def read_views(settings: Settings, message_id: str) -> int | None:
         return None
 
 
-def time_to_first_read(settings: Settings, message_id: str, log: Path) -> float:
+def time_to_first_read(
+    settings: Settings, message_id: str, log: Path, profile: Path | None = None
+) -> float:
     started = time.perf_counter()
     worker = start_worker(settings, log, log_level="INFO")
+    sampler = start_sampler(worker.pid, profile) if profile is not None else None
     try:
         while time.perf_counter() - started < 600:
             if read_views(settings, message_id) == 1:
@@ -88,11 +96,12 @@ def time_to_first_read(settings: Settings, message_id: str, log: Path) -> float:
             time.sleep(0.2)
         raise TimeoutError("restarted worker never served the key")
     finally:
+        stop_sampler(sampler)
         worker.terminate()
         worker.wait(timeout=60)
 
 
-def one_run(keys: int) -> dict[str, float]:
+def one_run(keys: int, profile: Path | None = None) -> dict[str, float]:
     settings = isolated_settings("memory", SOCIALSTREAM_API_PORT=str(free_port()))
     log = settings.log_dir / f"bench-{settings.app_id}.log"
     datadir = settings.state_dir / "faust" / f"{settings.app_id}-{settings.api_port}"
@@ -111,7 +120,7 @@ def one_run(keys: int) -> dict[str, float]:
 
     warm_s = time_to_first_read(settings, last_id, log)
     shutil.rmtree(datadir)
-    cold_s = time_to_first_read(settings, last_id, log)
+    cold_s = time_to_first_read(settings, last_id, log, profile)
     shutil.rmtree(datadir, ignore_errors=True)
     return {
         "idle_mb": idle_mb,
@@ -126,11 +135,16 @@ def main() -> int:
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="sample the recovery from the changelog with py-spy into this file",
+    )
     args = parser.parse_args()
 
     runs = []
     for run in range(args.runs):
-        result = one_run(args.keys)
+        result = one_run(args.keys, args.profile)
         runs.append(result)
         print(
             f"run {run + 1}: " + ", ".join(f"{k}={v:.1f}" for k, v in result.items()),
@@ -154,6 +168,8 @@ def main() -> int:
     ]
     for name, value in rows:
         print(f"{name}: {value}")
+    if args.profile is not None:
+        print("\n".join(summarize_profile(args.profile)), flush=True)
     if not args.no_record:
         command = (
             f"python bench/memory_recovery.py --keys {args.keys} --runs {args.runs}"

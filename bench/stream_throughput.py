@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import subprocess
 import sys
 import time
@@ -37,7 +36,10 @@ from bench.common import (  # noqa: E402
     isolated_settings,
     median,
     produce,
+    start_sampler,
     start_worker,
+    stop_sampler,
+    summarize_profile,
     wait_healthy,
     workload,
 )
@@ -86,9 +88,7 @@ async def worker_run(
         await wait_for_zero_lag(settings, timeout_s=1800, poll_s=0.25)
         elapsed = time.perf_counter() - started
     finally:
-        if sampler is not None:
-            sampler.send_signal(signal.SIGINT)
-            sampler.wait(timeout=60)
+        stop_sampler(sampler)
         worker.terminate()
         worker.wait(timeout=60)
     await bare_loop_run(settings, count)
@@ -132,62 +132,6 @@ async def bare_loop_run(settings: Settings, count: int) -> float:
         await consumer.stop()
     BARE_RATES.append(seen / elapsed)
     return seen / elapsed
-
-
-def start_sampler(pid: int, output: Path) -> subprocess.Popen[bytes]:
-    """Sample the worker's Python stacks with py-spy into a collapsed-stack file."""
-    py_spy = Path(sys.executable).with_name("py-spy")
-    if not py_spy.exists():
-        raise SystemExit("--profile needs py-spy: pip install -e '.[bench]'")
-    return subprocess.Popen(
-        [
-            str(py_spy),
-            "record",
-            "--pid",
-            str(pid),
-            "--format",
-            "raw",
-            "--rate",
-            "200",
-            "--output",
-            str(output),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def summarize_profile(path: Path, top: int = 25) -> list[str]:
-    """Return the functions with the most samples on stack and on top of stack.
-
-    Each line of py-spy's raw format is ``frame;frame;...;frame count``,
-    outermost frame first.
-    """
-    inclusive: Counter[str] = Counter()
-    own: Counter[str] = Counter()
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack:
-            continue
-        count = int(count_text)
-        frames = [frame_name(frame) for frame in stack.split(";")]
-        total += count
-        own[frames[-1]] += count
-        for frame in set(frames):
-            inclusive[frame] += count
-    lines = [f"{total} samples; share of samples with the function on the stack:"]
-    lines += [f"  {n / total:6.1%}  {name}" for name, n in inclusive.most_common(top)]
-    lines.append("share of samples with the function on top of the stack:")
-    lines += [f"  {n / total:6.1%}  {name}" for name, n in own.most_common(top)]
-    return lines
-
-
-def frame_name(frame: str) -> str:
-    """Return ``name (module.py)`` for a py-spy frame ``name (path/module.py:line)``."""
-    name, _, place = frame.partition(" (")
-    path = place.split(":")[0]
-    return f"{name} ({Path(path).name})" if path else name
 
 
 BARE_RATES: list[float] = []

@@ -79,6 +79,23 @@ async def test_one_worker_and_replay_match_truth(worker_factory) -> None:
     assert replayed.differences == []
 
 
+async def test_worker_without_local_state_recovers_tables_from_changelogs(
+    worker_factory,
+) -> None:
+    first = worker_factory()
+    simulation = simulate(small_config(seed=13))
+    await send_kafka(simulation.events, first.settings)
+    await wait_processed(first)
+    first.stop()
+
+    # Same deployment, new state folder: every table comes from its changelog.
+    restarted = worker_factory(join=first)
+    await wait_processed(restarted)
+    report = await check_truth(simulation.truth, restarted.url)
+    assert report.checked > 100
+    assert report.differences == []
+
+
 async def test_two_workers_match_truth(worker_factory) -> None:
     first = worker_factory()
     second = worker_factory(join=first)

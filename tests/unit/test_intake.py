@@ -49,7 +49,9 @@ def fake_app() -> Any:
 
     return SimpleNamespace(
         flow_control=FakeFlowControl(),
-        producer=SimpleNamespace(buffer=SimpleNamespace(wait_until_ebb=ebb)),
+        producer=SimpleNamespace(
+            buffer=SimpleNamespace(wait_until_ebb=ebb, size=0, max_messages=100)
+        ),
         consumer=FakeConsumer(),
         consumer_generation_id=1,
     )
@@ -183,3 +185,32 @@ async def test_nothing_is_applied_during_a_rebalance() -> None:
     pending.cancel()
     assert app.consumer.tracked == []
     assert app.consumer.acked == []
+
+
+async def test_offer_takes_a_record_only_when_no_wait_is_needed() -> None:
+    app = fake_app()
+    intake = Intake(app, maxsize=2)
+    assert intake.offer(message(0)) is True
+
+    app.flow_control.active = False
+    assert intake.offer(message(1)) is False
+    app.flow_control.active = True
+
+    app.producer.buffer.size = 101
+    assert intake.offer(message(1)) is False
+    app.producer.buffer.size = 0
+
+    assert intake.offer(message(1)) is True
+    assert intake.offer(message(2)) is False  # full at maxsize 2
+    batch = await intake.take(10, within=0.0)
+    assert [m.offset for m in batch] == [0, 1]
+
+
+async def test_clear_drops_records_not_taken_and_frees_room() -> None:
+    app = fake_app()
+    intake = Intake(app, maxsize=1)
+    assert intake.offer(message(0)) is True
+    intake.clear()
+    assert len(intake) == 0
+    assert intake.offer(message(1)) is True
+    assert [m.offset for m in await intake.take(10, within=0.0)] == [1]
