@@ -42,6 +42,8 @@ TOPIC_OF_TYPE: dict[str, str] = {
 }
 
 _USER_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+# The form str(uuid.UUID(...)) gives: lower-case hex in 8-4-4-4-12 groups.
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _RFC3339_RE = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 )
@@ -161,50 +163,39 @@ def event_from_dict(value: Any, *, expected_topic: str | None = None) -> Event:
         raise InvalidEvent(
             "schema_version", f"must be {SCHEMA_VERSION}, got {version!r}"
         )
-    event = Event(
-        event_id=parse_uuid(value["event_id"], "event_id"),
-        type=event_type,
-        occurred_at=parse_timestamp(value["occurred_at"], "occurred_at"),
-        message_id=parse_uuid(value["message_id"], "message_id"),
-        user=parse_user(value["user"], "user"),
-    )
+    event_id = parse_uuid(value["event_id"], "event_id")
+    occurred_at = parse_timestamp(value["occurred_at"], "occurred_at")
+    message_id = parse_uuid(value["message_id"], "message_id")
+    user = parse_user(value["user"], "user")
     if event_type == "MessagePosted":
-        return _with_message_fields(event, value)
-    if event_type == "ViewRecorded":
-        return _with_view_fields(event, value)
-    return event
-
-
-def _with_message_fields(event: Event, value: dict[str, Any]) -> Event:
-    created_at = parse_timestamp(value["created_at"], "created_at")
-    if created_at != event.occurred_at:
-        raise InvalidEvent(
-            "created_at", "must be the same instant as occurred_at in MessagePosted"
+        created_at = parse_timestamp(value["created_at"], "created_at")
+        if created_at != occurred_at:
+            raise InvalidEvent(
+                "created_at", "must be the same instant as occurred_at in MessagePosted"
+            )
+        return Event(
+            event_id,
+            event_type,
+            occurred_at,
+            message_id,
+            user,
+            body=parse_body(value["body"]),
+            created_at=created_at,
         )
-    return Event(
-        event_id=event.event_id,
-        type=event.type,
-        occurred_at=event.occurred_at,
-        message_id=event.message_id,
-        user=event.user,
-        body=parse_body(value["body"]),
-        created_at=created_at,
-    )
-
-
-def _with_view_fields(event: Event, value: dict[str, Any]) -> Event:
-    started_at = parse_timestamp(value["started_at"], "started_at", allow_millis=True)
-    duration_ms = parse_duration(value["duration_ms"])
-    view = Event(
-        event_id=event.event_id,
-        type=event.type,
-        occurred_at=event.occurred_at,
-        message_id=event.message_id,
-        user=event.user,
-        started_at=started_at,
-        duration_ms=duration_ms,
-    )
-    return view
+    if event_type == "ViewRecorded":
+        started_at = parse_timestamp(
+            value["started_at"], "started_at", allow_millis=True
+        )
+        return Event(
+            event_id,
+            event_type,
+            occurred_at,
+            message_id,
+            user,
+            started_at=started_at,
+            duration_ms=parse_duration(value["duration_ms"]),
+        )
+    return Event(event_id, event_type, occurred_at, message_id, user)
 
 
 def check_view_timing(event: Event, retention_days: int) -> None:
@@ -240,6 +231,8 @@ def check_fields(value: dict[str, Any], allowed: tuple[str, ...]) -> None:
 
 
 def parse_uuid(value: Any, field: str) -> str:
+    if isinstance(value, str) and _UUID_RE.fullmatch(value):
+        return value
     if not isinstance(value, str):
         raise InvalidEvent(field, "must be a UUID string")
     try:
