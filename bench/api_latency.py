@@ -32,6 +32,7 @@ from bench.common import (  # noqa: E402
     isolated_settings,
     median,
     produce,
+    remove_deployment,
     start_worker,
     wait_healthy,
     workload,
@@ -138,6 +139,7 @@ def main() -> int:
             baseline.terminate()
         worker.terminate()
         worker.wait(timeout=60)
+    asyncio.run(remove_deployment(settings))
 
     rows = []
     for name, outcomes in results.items():

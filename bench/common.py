@@ -6,6 +6,7 @@ import asyncio
 import os
 import platform
 import random
+import shutil
 import signal
 import socket
 import statistics
@@ -23,6 +24,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from app.cli import create_event_topics
+from app.deployment import delete_topics, drop_database
 from app.events import MICROS_PER_DAY, make_event, now_micros
 from app.settings import PROJECT_ROOT, Settings
 
@@ -61,6 +63,23 @@ def isolated_settings(name: str, **overrides: str) -> Settings:
         **overrides,
     }
     return Settings.from_env(env)
+
+
+def table_dir(settings: Settings) -> Path:
+    """Return the folder of a worker's RocksDB tables (see app.pipeline)."""
+    return settings.state_dir / "faust" / f"{settings.app_id}-{settings.api_port}"
+
+
+async def remove_deployment(settings: Settings) -> None:
+    """Delete a stopped run's topics, database and table files.
+
+    Set ``SOCIALSTREAM_BENCH_KEEP=1`` to keep them for a look afterwards.
+    """
+    if os.environ.get("SOCIALSTREAM_BENCH_KEEP") == "1":
+        return
+    await delete_topics(settings)
+    await asyncio.to_thread(drop_database, settings)
+    shutil.rmtree(table_dir(settings), ignore_errors=True)
 
 
 def workload(

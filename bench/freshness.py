@@ -37,6 +37,7 @@ from bench.common import (  # noqa: E402
     free_port,
     isolated_settings,
     median,
+    remove_deployment,
     start_worker,
     wait_healthy,
 )
@@ -187,6 +188,7 @@ async def one_run(probes: int, rate: float) -> dict[str, float]:
     finally:
         worker.terminate()
         worker.wait(timeout=60)
+    await remove_deployment(settings)
     return {
         "feed_p50": percentile(feed, 0.5),
         "feed_p99": percentile(feed, 0.99),

@@ -40,10 +40,12 @@ from bench.common import (  # noqa: E402
     isolated_settings,
     median,
     produce,
+    remove_deployment,
     start_sampler,
     start_worker,
     stop_sampler,
     summarize_profile,
+    table_dir,
     wait_healthy,
 )
 
@@ -104,7 +106,7 @@ def time_to_first_read(
 def one_run(keys: int, profile: Path | None = None) -> dict[str, float]:
     settings = isolated_settings("memory", SOCIALSTREAM_API_PORT=str(free_port()))
     log = settings.log_dir / f"bench-{settings.app_id}.log"
-    datadir = settings.state_dir / "faust" / f"{settings.app_id}-{settings.api_port}"
+    datadir = table_dir(settings)
     records, last_id = view_records(keys)
 
     worker = start_worker(settings, log)
@@ -121,7 +123,7 @@ def one_run(keys: int, profile: Path | None = None) -> dict[str, float]:
     warm_s = time_to_first_read(settings, last_id, log)
     shutil.rmtree(datadir)
     cold_s = time_to_first_read(settings, last_id, log, profile)
-    shutil.rmtree(datadir, ignore_errors=True)
+    asyncio.run(remove_deployment(settings))
     return {
         "idle_mb": idle_mb,
         "loaded_mb": loaded_mb,

@@ -36,6 +36,7 @@ from bench.common import (  # noqa: E402
     isolated_settings,
     median,
     produce,
+    remove_deployment,
     start_sampler,
     start_worker,
     stop_sampler,
@@ -94,6 +95,7 @@ async def worker_run(
     await bare_loop_run(settings, count)
     if quix:
         QUIX_RATES.append(await asyncio.to_thread(quix_run, settings, count))
+    await remove_deployment(settings)
     return count / elapsed
 
 
