@@ -33,6 +33,12 @@ MESSAGES = "messages"
 DUPLICATE_KEY = 11000
 # Every operation fails after this long instead of hanging; writers retry.
 OPERATION_TIMEOUT_MS = 20_000
+# Updates sent per update command. FerretDB 1.24 (SQLite) keeps a connection
+# open for each statement of an update command until the command ends, and
+# its pool holds 100 connections per database: a command of 100 updates
+# by _id never finishes, and neither does anything else on that database.
+# With 16, even six writers at once stay below the limit.
+UPDATES_PER_COMMAND = 16
 FEED_INDEX = [("created_us", DESCENDING), ("_id", DESCENDING)]
 USER_INDEX = [("user", DESCENDING), ("created_us", DESCENDING), ("_id", DESCENDING)]
 
@@ -173,13 +179,12 @@ class FeedStore:
         """Set each message's ``like_count`` to the given absolute value."""
         # NOTE: on FerretDB 1.24 (SQLite), each update by _id takes time that
         # grows with the collection, so at scale these writes bound the like agent.
-        if not counts:
-            return
         operations = [
             UpdateOne({"_id": message_id}, {"$set": {"like_count": count}})
             for message_id, count in counts.items()
         ]
-        await self._write(operations)
+        for start in range(0, len(operations), UPDATES_PER_COMMAND):
+            await self._write(operations[start : start + UPDATES_PER_COMMAND])
 
     # ------------------------------------------------------------ reads
 

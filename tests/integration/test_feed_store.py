@@ -54,3 +54,17 @@ async def test_redelivered_message_keeps_like_count(store: FeedStore) -> None:
     assert first["body"] == "hello"
     assert second["like_count"] == 0
     assert second["body"] == "second"
+
+
+async def test_like_counts_of_many_messages_in_one_call(store: FeedStore) -> None:
+    # FerretDB 1.24 never finishes an update command of 100 statements or
+    # more, so the store must split this call; it would time out otherwise.
+    ids = [f"m{index:03d}" for index in range(250)]
+    await store.upsert_messages([document(message_id) for message_id in ids])
+    counts = {message_id: index for index, message_id in enumerate(ids)}
+    await store.set_like_counts(counts)
+
+    for index in (0, 15, 16, 99, 100, 249):
+        stored = await store.get_message(ids[index])
+        assert stored is not None
+        assert stored["like_count"] == index
