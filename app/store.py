@@ -177,8 +177,10 @@ class FeedStore:
 
     async def set_like_counts(self, counts: Mapping[str, int]) -> None:
         """Set each message's ``like_count`` to the given absolute value."""
-        # NOTE: on FerretDB 1.24 (SQLite), each update by _id takes time that
-        # grows with the collection, so at scale these writes bound the like agent.
+        # NOTE: FerretDB 1.24 (SQLite) indexes _id on the expression
+        # _ferretdb_sjson->"_id" but filters on _ferretdb_sjson->'$._id', so
+        # SQLite scans the whole collection for each update by _id; at scale
+        # these writes bound the like agent there. MongoDB uses its _id index.
         operations = [
             UpdateOne({"_id": message_id}, {"$set": {"like_count": count}})
             for message_id, count in counts.items()
