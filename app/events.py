@@ -163,39 +163,31 @@ def event_from_dict(value: Any, *, expected_topic: str | None = None) -> Event:
         raise InvalidEvent(
             "schema_version", f"must be {SCHEMA_VERSION}, got {version!r}"
         )
+    # Checked in the order of the fields in the contract, so a record with
+    # several bad fields always names the same one.
     event_id = parse_uuid(value["event_id"], "event_id")
     occurred_at = parse_timestamp(value["occurred_at"], "occurred_at")
-    message_id = parse_uuid(value["message_id"], "message_id")
-    user = parse_user(value["user"], "user")
+    common = (
+        event_id,
+        event_type,
+        occurred_at,
+        parse_uuid(value["message_id"], "message_id"),
+        parse_user(value["user"], "user"),
+    )
     if event_type == "MessagePosted":
         created_at = parse_timestamp(value["created_at"], "created_at")
         if created_at != occurred_at:
             raise InvalidEvent(
                 "created_at", "must be the same instant as occurred_at in MessagePosted"
             )
-        return Event(
-            event_id,
-            event_type,
-            occurred_at,
-            message_id,
-            user,
-            body=parse_body(value["body"]),
-            created_at=created_at,
-        )
+        return Event(*common, body=parse_body(value["body"]), created_at=created_at)
     if event_type == "ViewRecorded":
         started_at = parse_timestamp(
             value["started_at"], "started_at", allow_millis=True
         )
-        return Event(
-            event_id,
-            event_type,
-            occurred_at,
-            message_id,
-            user,
-            started_at=started_at,
-            duration_ms=parse_duration(value["duration_ms"]),
-        )
-    return Event(event_id, event_type, occurred_at, message_id, user)
+        duration_ms = parse_duration(value["duration_ms"])
+        return Event(*common, started_at=started_at, duration_ms=duration_ms)
+    return Event(*common)
 
 
 def check_view_timing(event: Event, retention_days: int) -> None:
