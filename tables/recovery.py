@@ -135,6 +135,14 @@ class BulkRecovery(Recovery):
 class BulkTableManager(TableManager):
     """Faust's table manager with :class:`BulkRecovery` as its recovery."""
 
+    async def on_start(self) -> None:
+        # The recovery registers the changelog intake. Faust adds the changelog
+        # channels to the conductor only in on_start, so creating it first
+        # routes every changelog record to the intake.
+        if not isinstance(self.recovery, BulkRecovery):
+            raise TypeError(f"expected a BulkRecovery, got {self.recovery!r}")
+        await super().on_start()
+
     @property
     def recovery(self) -> Recovery:
         if self._recovery is None:
