@@ -28,7 +28,8 @@ Faust's fetch loop also hands over each record on its own: it starts the
 conductor's handler and a wait for a rebalance as two tasks and waits for the
 first to finish. :class:`IntakeConsumer` first offers the record to its
 intake, which takes it at once when no rebalance is in progress and there is
-room; only a record the intake cannot take now goes the way Faust's loop does.
+room. Only a record that the intake cannot take now goes the way of Faust's
+loop.
 """
 
 from __future__ import annotations
@@ -87,9 +88,9 @@ class Intake:
     def offer(self, message: Any) -> bool:
         """Take ``message`` if that needs no wait; return whether it was taken.
 
-        The handler from :meth:`handler` would wait for the end of a
-        rebalance, for room in the producer buffer, or for room here; when
-        none of those holds, this does what it does without a task switch.
+        The handler from :meth:`handler` waits for the end of a rebalance,
+        for room in the producer buffer and for room here. When it would not
+        have to wait, this method appends the record without a task switch.
         """
         producer_buffer = self._app.producer.buffer
         if (
@@ -165,8 +166,8 @@ class IntakeConductor(Conductor):
         """Hand every table's changelog topic to one intake, cleared on resume.
 
         Faust clears its changelog queue when the flow resumes after a
-        rebalance, before the recovery reads from the offsets it sought;
-        this intake is cleared at the same moment.
+        rebalance, before the recovery reads from the offsets it sought.
+        This intake is cleared at the same moment.
         """
         if self.changelog_intake is None:
             self.changelog_intake = Intake(self.app)
@@ -206,11 +207,14 @@ YIELD_EVERY = 100
 class IntakeConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer with a fetch loop that offers records first.
 
-    The loop keeps the bookkeeping of Faust's own: records older than the
-    last one read from their partition are skipped, a jump in the offsets of
-    an acknowledged topic is noted as a gap, the offsets are committed after
-    every ``broker_commit_every`` acknowledged records, and a record that
-    its handler must wait for is raced against the suspension of the flow.
+    The loop keeps the bookkeeping of Faust's own loop:
+
+    - a record older than the last one read from its partition is skipped;
+    - a jump in the offsets of an acknowledged topic is noted as a gap;
+    - the offsets are committed after every ``broker_commit_every``
+      acknowledged records;
+    - a record that its handler must wait for is raced against the
+      suspension of the flow.
     """
 
     async def _drain_messages(self, fetcher: Any) -> None:

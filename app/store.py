@@ -35,9 +35,9 @@ DUPLICATE_KEY = 11000
 OPERATION_TIMEOUT_MS = 20_000
 # Updates sent per update command. FerretDB 1.24 (SQLite) keeps a connection
 # open for each statement of an update command until the command ends, and
-# its pool holds 100 connections per database: a command of 100 updates
-# by _id never finishes, and neither does anything else on that database.
-# With 16, even six writers at once stay below the limit.
+# its pool has 100 connections per database. So a command of 100 updates by
+# _id never finishes, and neither does anything else on that database.
+# A command of 16 needs up to 17 connections, so five writers at once fit.
 UPDATES_PER_COMMAND = 16
 FEED_INDEX = [("created_us", DESCENDING), ("_id", DESCENDING)]
 USER_INDEX = [("user", DESCENDING), ("created_us", DESCENDING), ("_id", DESCENDING)]

@@ -1,8 +1,8 @@
 """Table recovery that applies changelog records in batches.
 
-Faust's recovery takes changelog records one at a time from a queue: for each
-one the conductor decodes the key and value into an event, and the recovery
-loop waits on the queue with a timeout, which starts a task, and then sums the
+Faust's recovery takes changelog records one at a time from a queue. For each
+one, the conductor decodes the key and value into an event. The recovery loop
+then waits on the queue with a timeout, which starts a task, and sums the
 records left over every partition to see whether it is done. Profiled on this
 project's benchmark machine, a worker recovering 200,000 keys spent most of
 its time there, and the RocksDB writes took 2 % of it.

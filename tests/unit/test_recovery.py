@@ -76,5 +76,6 @@ def test_apply_batch_of_nothing_writes_nothing() -> None:
     days, user_days = FakeTable(), FakeTable()
     state = recovery(days, user_days)
     BulkRecovery.apply_batch(state, [])
-    assert days.written == [] and user_days.written == []
+    assert days.written == []
+    assert user_days.written == []
     assert state._last_flush_at is None
