@@ -77,12 +77,25 @@ def start_baseline(body: bytes, port: int) -> subprocess.Popen[bytes]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=500.0)
-    parser.add_argument("--post-rate", type=float, default=200.0)
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--no-record", action="store_true")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--rate", type=float, default=500.0, help="reads per second, per target"
+    )
+    parser.add_argument(
+        "--post-rate", type=float, default=200.0, help="posts per second"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=20.0, help="length of each load, per target"
+    )
+    parser.add_argument("--runs", type=int, default=3, help="runs to take a median of")
+    parser.add_argument(
+        "--no-record",
+        action="store_true",
+        help="print only; do not append to docs/benchmarks.md",
+    )
     args = parser.parse_args()
 
     settings = isolated_settings("api", SOCIALSTREAM_API_PORT=str(free_port()))

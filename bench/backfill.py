@@ -228,15 +228,28 @@ def time_vader(messages: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, nargs="+", default=[1_000_000])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--no-record", action="store_true")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--events",
+        type=int,
+        nargs="+",
+        default=[1_000_000],
+        help="archive sizes to time, in events",
+    )
+    parser.add_argument("--runs", type=int, default=3, help="runs to take a median of")
+    parser.add_argument(
+        "--no-record",
+        action="store_true",
+        help="print only; do not append to docs/benchmarks.md",
+    )
     parser.add_argument(
         "--driver-memory",
         default="1g",
         help="memory of the Spark driver, which in local mode also runs the "
-        "tasks, as a JVM size such as 1g or 2048m (default: 1g)",
+        "tasks, as a JVM size such as 1g or 2048m",
     )
     args = parser.parse_args()
     settings = Settings.from_env()

@@ -24,7 +24,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from app.cli import create_event_topics
-from app.deployment import delete_topics, drop_database
+from app.deployment import drop_database
 from app.events import MICROS_PER_DAY, make_event, now_micros
 from app.settings import PROJECT_ROOT, Settings
 
@@ -77,9 +77,42 @@ async def remove_deployment(settings: Settings) -> None:
     """
     if os.environ.get("SOCIALSTREAM_BENCH_KEEP") == "1":
         return
-    await delete_topics(settings)
+    await delete_run_topics(settings)
     await asyncio.to_thread(drop_database, settings)
     shutil.rmtree(table_dir(settings), ignore_errors=True)
+
+
+async def create_topic(settings: Settings, name: str) -> None:
+    """Create a one-partition topic unless it exists."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, 1, 1)])
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        await admin.close()
+
+
+async def delete_run_topics(settings: Settings) -> None:
+    """Delete every topic whose name contains the run's tag (its app id).
+
+    That covers the worker's topics and Faust's changelogs, and the Quix
+    baseline's changelogs too, which Quix names ``changelog__<group>--...``.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        names = [n for n in await admin.list_topics() if settings.app_id in n]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
 
 
 def workload(

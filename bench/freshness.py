@@ -34,6 +34,7 @@ from app.events import make_event, new_message_id, now_micros  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from bench.common import (  # noqa: E402
     append_result,
+    create_topic,
     free_port,
     isolated_settings,
     median,
@@ -137,6 +138,7 @@ async def _user_total(session: aiohttp.ClientSession, base: str, user: str) -> i
 
 async def kafka_baseline(settings: Settings, samples: int) -> list[float]:
     topic = settings.topic("baseline")
+    await create_topic(settings, topic)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     consumer = AIOKafkaConsumer(
         topic,
@@ -203,13 +205,22 @@ async def one_run(probes: int, rate: float) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--probes", type=int, default=200)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--probes", type=int, default=200, help="posts and likes timed per run"
+    )
     parser.add_argument(
         "--rate", type=float, default=1000.0, help="background events per second"
     )
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--runs", type=int, default=3, help="runs to take a median of")
+    parser.add_argument(
+        "--no-record",
+        action="store_true",
+        help="print only; do not append to docs/benchmarks.md",
+    )
     args = parser.parse_args()
 
     runs = []

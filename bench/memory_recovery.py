@@ -133,10 +133,19 @@ def one_run(keys: int, profile: Path | None = None) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--keys", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--no-record", action="store_true")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--keys", type=int, default=1_000_000, help="distinct keys in the view table"
+    )
+    parser.add_argument("--runs", type=int, default=3, help="runs to take a median of")
+    parser.add_argument(
+        "--no-record",
+        action="store_true",
+        help="print only; do not append to docs/benchmarks.md",
+    )
     parser.add_argument(
         "--profile",
         type=Path,

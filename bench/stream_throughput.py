@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import subprocess
 import sys
 import time
@@ -59,7 +60,11 @@ def quix_run(settings: Settings, count: int) -> float:
             capture_output=True,
             text=True,
             timeout=1800,
-            check=True,
+        )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"the Quix Streams baseline failed with exit code {result.returncode}:\n"
+            + "\n".join(result.stderr.strip().splitlines()[-10:])
         )
     return float(result.stdout.strip().splitlines()[-1])
 
@@ -141,9 +146,14 @@ QUIX_RATES: list[float] = []
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--events", type=int, default=200_000, help="events in each timed run"
+    )
+    parser.add_argument("--runs", type=int, default=3, help="runs to take a median of")
     parser.add_argument(
         "--quix",
         action="store_true",
@@ -161,6 +171,8 @@ def main() -> int:
         "collapsed-stack file (overwritten per run) and print a summary",
     )
     args = parser.parse_args()
+    if args.quix and importlib.util.find_spec("quixstreams") is None:
+        raise SystemExit("--quix needs Quix Streams: run make bench first")
 
     worker_rates = []
     for run in range(args.runs):
