@@ -21,6 +21,7 @@ import time
 import weakref
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import orjson
@@ -54,6 +55,44 @@ USER_PARTITION_CACHE = 100_000
 RETRY_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 T = TypeVar("T")
+
+# Futures that the current batch's acknowledgement waits for; set by
+# intake_batches around each batch it yields (see ack_after).
+_ACK_AFTER: ContextVar[list[asyncio.Future[None]] | None] = ContextVar(
+    "ack_after", default=None
+)
+
+
+def ack_after(done: asyncio.Future[None]) -> None:
+    """Acknowledge the current batch's records only once ``done`` has a result.
+
+    If ``done`` is cancelled or fails, the records stay unacknowledged, so
+    the partition's next owner, or this worker after a restart, reads them
+    again.
+    """
+    waits = _ACK_AFTER.get()
+    if waits is None:
+        raise RuntimeError("ack_after is only valid while an agent applies a batch")
+    waits.append(done)
+
+
+def ack_when_done(
+    consumer: Any, messages: list[Any], waits: list[asyncio.Future[None]]
+) -> None:
+    """Acknowledge ``messages`` once every future in ``waits`` has a result."""
+    remaining = len(waits)
+
+    def on_done(future: asyncio.Future[None]) -> None:
+        nonlocal remaining
+        if future.cancelled() or future.exception() is not None:
+            return
+        remaining -= 1
+        if remaining == 0:
+            for message in messages:
+                consumer.ack(message)
+
+    for future in waits:
+        future.add_done_callback(on_done)
 
 
 class AgentActivity:
@@ -111,7 +150,8 @@ async def intake_batches(app: Any, intake: Intake) -> AsyncIterator[list[Any]]:
 
     The records of a batch are tracked as pending while the caller applies
     them, and acknowledged when it requests the next batch (see
-    :mod:`agents.intake`).
+    :mod:`agents.intake`), or later, once every future the caller passed to
+    :func:`ack_after` for the batch has a result.
     """
     continuity = OffsetContinuity()
     consumer = app.consumer
@@ -136,12 +176,19 @@ async def intake_batches(app: Any, intake: Intake) -> AsyncIterator[list[Any]]:
             current = FaustEvent(app, last.key, last.value, last.headers, last)
             streams._current_event.set(weakref.ref(current))
             activity.begin(last.topic)
+            waits: list[asyncio.Future[None]] = []
+            _ACK_AFTER.set(waits)
             try:
                 yield part
             finally:
+                _ACK_AFTER.set(None)
                 activity.end(last.topic)
-            for record in part:
-                consumer.ack(record.message)
+            messages = [record.message for record in part]
+            if waits:
+                ack_when_done(consumer, messages, waits)
+                continue
+            for message in messages:
+                consumer.ack(message)
 
 
 async def admit_contiguous(

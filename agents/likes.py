@@ -21,10 +21,11 @@ from agents.batching import (
     MESSAGE_PROGRESS,
     DeadLetters,
     RollupDeltas,
+    ack_after,
     decode_or_none,
     partition_batches,
-    with_retries,
 )
+from agents.like_writer import like_writer
 from app.events import Event, InvalidEvent, event_from_dict
 from app.metrics import APPLIED, DUPLICATES, PARKED, UNPARKED, counters
 from app.pipeline import Pipeline
@@ -66,6 +67,8 @@ class _LikeBatch:
         self.tables = pipeline.tables
         self.states: dict[str, dict[str, Any]] = {}
         self.counts: dict[str, int] = {}
+        # Every message with an event in the batch, duplicates included.
+        self.touched: set[str] = set()
         self.day_likes: dict[tuple[str, int], int] = defaultdict(int)
         self.deltas = RollupDeltas()
         self.applied = 0
@@ -84,7 +87,24 @@ class _LikeBatch:
             self.counts[message_id] = stored["like_count"] if stored else 0
         return self.counts[message_id]
 
+    def stored_counts(self) -> dict[str, int]:
+        """Return the like count of every touched message, after this batch.
+
+        A redelivered event rewrites its message's count in MongoDB too, so
+        a count whose write was lost in a crash is written when the
+        unacknowledged records are read again.
+        """
+        counts = {}
+        for message_id in self.touched:
+            if message_id in self.counts:
+                counts[message_id] = self.counts[message_id]
+            else:
+                stored = self.tables.message_likes.get(message_id)
+                counts[message_id] = stored["like_count"] if stored else 0
+        return counts
+
     def apply(self, event: Event, author: str) -> None:
+        self.touched.add(event.message_id)
         state = self.state(pair_key(event.message_id, event.user))
         recent: list[str] = state["recent"]
         if event.event_id in recent:
@@ -148,7 +168,7 @@ async def apply_like_batch(
     for message_id, queue in parked.items():
         tables.pending_likes[message_id] = queue
         _pending_index(pipeline, partition).setdefault(message_id, time.monotonic())
-    await _finish(pipeline, work, f"partition {partition}")
+    await _finish(pipeline, work)
     await _expire_pending(pipeline, dead_letters, partition)
 
 
@@ -178,26 +198,23 @@ async def apply_pending_likes(pipeline: Pipeline, message_ids: list[str]) -> Non
         del tables.pending_likes[message_id]
         for index in pipeline.extras.get(PENDING_INDEX, {}).values():
             index.pop(message_id, None)
-    await _finish(pipeline, work, f"{len(resolved)} parked messages")
+    await _finish(pipeline, work)
 
 
-async def _finish(pipeline: Pipeline, work: _LikeBatch, context: str) -> None:
-    """Write the batch's tables, then its like counts to MongoDB and its rollups.
+async def _finish(pipeline: Pipeline, work: _LikeBatch) -> None:
+    """Write the batch's tables, queue its like counts for MongoDB, send rollups.
 
     The tables are written before the first await: the like agent and the
     message agent (for parked likes) both update like state, and an await
-    between reading and writing it would let one overwrite the other.
-    NOTE: the two agents' MongoDB writes of one message's count can still
-    land out of order; the count in the tables is the authoritative one.
+    between reading and writing it would let one overwrite the other. The
+    counts go to the worker's LikeCountWriter, and the batch is acknowledged
+    once they are written.
     """
     if work.states:
         work.write_tables()
-        changed = dict(work.counts)
-        await with_retries(
-            lambda: pipeline.store.set_like_counts(changed),
-            "MongoDB like counts",
-            context,
-        )
+    if work.touched:
+        written = await like_writer(pipeline).submit(work.stored_counts())
+        ack_after(written)
     await work.deltas.send(pipeline)
     counters.inc(APPLIED, work.applied, topic="likes")
 

@@ -55,6 +55,7 @@ UNPARKED = "socialstream_unparked_likes_total"
 RESEEKED = "socialstream_reseeked_partitions_total"
 REDELIVERED = "socialstream_redelivered_records_total"
 OFFSET_GAPS = "socialstream_offset_gaps_total"
+LIKE_COUNT_WRITE_FAILURES = "socialstream_like_count_write_failures_total"
 
 counters = Counters()
 counters.describe(
@@ -64,6 +65,9 @@ counters.describe(
     DUPLICATES, "Events ignored because their event id was already applied."
 )
 counters.describe(APPLIED, "Events applied by the agents.")
+counters.describe(
+    LIKE_COUNT_WRITE_FAILURES, "Failed writes of like counts to MongoDB, retried."
+)
 counters.describe(PARKED, "Likes parked because their message had not arrived.")
 counters.describe(UNPARKED, "Parked likes applied or dead-lettered since.")
 counters.describe(REDELIVERED, "Records skipped because Kafka delivered them again.")

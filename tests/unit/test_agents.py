@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
+import agents.batching as batching
 import agents.likes as likes_module
 from agents.batching import (
     USER_ROUTER,
@@ -157,6 +160,17 @@ def like(message_id: str, user: str, kind: str = "LikeAdded", **kwargs: Any) -> 
     )
 
 
+async def in_batch(applying: Awaitable[None]) -> None:
+    """Apply a batch as intake_batches does, then wait for its deferred writes."""
+    waits: list[asyncio.Future[None]] = []
+    batching._ACK_AFTER.set(waits)
+    try:
+        await applying
+    finally:
+        batching._ACK_AFTER.set(None)
+    await asyncio.gather(*waits)
+
+
 async def post(
     pipeline: Any,
     user: str = "author",
@@ -168,13 +182,17 @@ async def post(
         "MessagePosted", message_id=message_id, user=user, occurred_at=NOON, body=body
     )
     dead = DeadLetters(pipeline.topics.dead_letters)
-    await apply_message_batch(pipeline, dead, [Records("messages")(event.to_json())])
+    await in_batch(
+        apply_message_batch(pipeline, dead, [Records("messages")(event.to_json())])
+    )
     return message_id
 
 
 async def apply_likes(pipeline: Any, events: list[Any], records: Records) -> None:
     dead = DeadLetters(pipeline.topics.dead_letters)
-    await apply_like_batch(pipeline, dead, [records(e.to_json()) for e in events])
+    await in_batch(
+        apply_like_batch(pipeline, dead, [records(e.to_json()) for e in events])
+    )
 
 
 def day_totals(pipeline: Any) -> dict[str, int]:
@@ -208,8 +226,8 @@ async def test_duplicate_message_event_ignored() -> None:
     )
     records = Records("messages")
     dead = DeadLetters(pipeline.topics.dead_letters)
-    await apply_message_batch(pipeline, dead, [records(event.to_json())])
-    await apply_message_batch(pipeline, dead, [records(event.to_json())])
+    await in_batch(apply_message_batch(pipeline, dead, [records(event.to_json())]))
+    await in_batch(apply_message_batch(pipeline, dead, [records(event.to_json())]))
     assert day_totals(pipeline)["messages"] == 1
     assert pipeline.topics.dead_letters.sent == []
 
@@ -221,7 +239,9 @@ async def test_second_post_of_same_id_dead_lettered() -> None:
         "MessagePosted", message_id=message_id, user="b", occurred_at=NOON, body="again"
     )
     dead = DeadLetters(pipeline.topics.dead_letters)
-    await apply_message_batch(pipeline, dead, [Records("messages")(other.to_json())])
+    await in_batch(
+        apply_message_batch(pipeline, dead, [Records("messages")(other.to_json())])
+    )
     [(_key, letter)] = pipeline.topics.dead_letters.sent
     assert letter["field"] == "message_id"
     assert "already posted" in letter["error"]

@@ -10,7 +10,7 @@ import pytest
 from faust.types import TP
 
 import agents.batching as batching
-from agents.batching import intake_batches
+from agents.batching import ack_after, intake_batches
 from agents.intake import Intake
 
 TOPIC = "views"
@@ -214,3 +214,39 @@ async def test_clear_drops_records_not_taken_and_frees_room() -> None:
     assert len(intake) == 0
     assert intake.offer(message(1)) is True
     assert [m.offset for m in await intake.take(10, within=0.0)] == [1]
+
+
+async def deferred_batches(app: Any, outcome: str) -> list[tuple[int, int]]:
+    """Apply two one-record batches; the first defers its ack to a future."""
+    intake = Intake(app)
+    on_message = intake.handler(TP(TOPIC, 0))
+    await on_message(message(0))
+    generator = intake_batches(app, intake)
+    await generator.__anext__()
+    written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    ack_after(written)
+    await on_message(message(1))
+    await generator.__anext__()  # asks for the next batch: the first is not acked
+    acked_before = list(app.consumer.acked)
+    if outcome == "written":
+        written.set_result(None)
+    else:
+        written.set_exception(RuntimeError("write failed"))
+    await asyncio.sleep(0)
+    await generator.aclose()
+    assert acked_before == []
+    return app.consumer.acked
+
+
+async def test_deferred_ack_waits_for_the_future() -> None:
+    assert await deferred_batches(fake_app(), "written") == [(0, 0)]
+
+
+async def test_deferred_ack_skipped_when_the_future_fails() -> None:
+    assert await deferred_batches(fake_app(), "failed") == []
+
+
+async def test_ack_after_outside_a_batch_raises() -> None:
+    written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    with pytest.raises(RuntimeError, match="only valid while an agent applies"):
+        ack_after(written)
