@@ -11,7 +11,6 @@ rate and measures latency from each request's scheduled start.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import subprocess
@@ -28,6 +27,7 @@ from app.lag import wait_for_zero_lag  # noqa: E402
 from app.settings import PROJECT_ROOT  # noqa: E402
 from bench.common import (  # noqa: E402
     append_result,
+    bench_parser,
     free_port,
     isolated_settings,
     median,
@@ -77,10 +77,7 @@ def start_baseline(body: bytes, port: int) -> subprocess.Popen[bytes]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument(
         "--rate", type=float, default=500.0, help="reads per second, per target"
     )
@@ -89,12 +86,6 @@ def main() -> int:
     )
     parser.add_argument(
         "--seconds", type=float, default=20.0, help="length of each load, per target"
-    )
-    parser.add_argument("--runs", type=int, default=3, help="runs to take a median of")
-    parser.add_argument(
-        "--no-record",
-        action="store_true",
-        help="print only; do not append to docs/benchmarks.md",
     )
     args = parser.parse_args()
 

@@ -17,7 +17,6 @@ local folder, then times, each ``--runs`` times:
 
 from __future__ import annotations
 
-import argparse
 import random
 import shutil
 import sys
@@ -35,7 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.events import MICROS_PER_DAY, day_to_date, now_micros  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from batch_backfill.schema import FILE_SCHEMA  # noqa: E402
-from bench.common import BODIES, MIX, append_result, median  # noqa: E402
+from bench.common import (  # noqa: E402
+    BODIES,
+    MIX,
+    append_result,
+    bench_parser,
+    median,
+)
 
 PARTITIONS = 4
 DAYS = 3
@@ -228,22 +233,13 @@ def time_vader(messages: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument(
         "--events",
         type=int,
         nargs="+",
         default=[1_000_000],
         help="archive sizes to time, in events",
-    )
-    parser.add_argument("--runs", type=int, default=3, help="runs to take a median of")
-    parser.add_argument(
-        "--no-record",
-        action="store_true",
-        help="print only; do not append to docs/benchmarks.md",
     )
     parser.add_argument(
         "--driver-memory",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import platform
@@ -63,6 +64,21 @@ def isolated_settings(name: str, **overrides: str) -> Settings:
         **overrides,
     }
     return Settings.from_env(env)
+
+
+def bench_parser(doc: str | None) -> argparse.ArgumentParser:
+    """Return a parser with the options every script shares: --runs, --no-record."""
+    parser = argparse.ArgumentParser(
+        description=(doc or "").splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--runs", type=int, default=3, help="runs to take a median of")
+    parser.add_argument(
+        "--no-record",
+        action="store_true",
+        help="print only; do not append to docs/benchmarks.md",
+    )
+    return parser
 
 
 def table_dir(settings: Settings) -> Path:

@@ -15,7 +15,6 @@ same run, is the time a bare aiokafka consumer needs to see a record after
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import sys
@@ -34,6 +33,7 @@ from app.events import make_event, new_message_id, now_micros  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from bench.common import (  # noqa: E402
     append_result,
+    bench_parser,
     create_topic,
     free_port,
     isolated_settings,
@@ -205,21 +205,12 @@ async def one_run(probes: int, rate: float) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument(
         "--probes", type=int, default=200, help="posts and likes timed per run"
     )
     parser.add_argument(
         "--rate", type=float, default=1000.0, help="background events per second"
-    )
-    parser.add_argument("--runs", type=int, default=3, help="runs to take a median of")
-    parser.add_argument(
-        "--no-record",
-        action="store_true",
-        help="print only; do not append to docs/benchmarks.md",
     )
     args = parser.parse_args()
 

@@ -18,7 +18,6 @@ changelog topics alone, and the functions seen most often are printed.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import shutil
@@ -36,6 +35,7 @@ from app.settings import Settings  # noqa: E402
 from bench.common import (  # noqa: E402
     Record,
     append_result,
+    bench_parser,
     free_port,
     isolated_settings,
     median,
@@ -133,18 +133,9 @@ def one_run(keys: int, profile: Path | None = None) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument(
         "--keys", type=int, default=1_000_000, help="distinct keys in the view table"
-    )
-    parser.add_argument("--runs", type=int, default=3, help="runs to take a median of")
-    parser.add_argument(
-        "--no-record",
-        action="store_true",
-        help="print only; do not append to docs/benchmarks.md",
     )
     parser.add_argument(
         "--profile",

@@ -15,7 +15,6 @@ the same counting runs in Quix Streams with a RocksDB state and changelog
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import importlib.util
 import subprocess
@@ -33,6 +32,7 @@ from app.lag import wait_for_zero_lag  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from bench.common import (  # noqa: E402
     append_result,
+    bench_parser,
     free_port,
     isolated_settings,
     median,
@@ -146,23 +146,14 @@ QUIX_RATES: list[float] = []
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument(
         "--events", type=int, default=200_000, help="events in each timed run"
     )
-    parser.add_argument("--runs", type=int, default=3, help="runs to take a median of")
     parser.add_argument(
         "--quix",
         action="store_true",
         help="also run the Quix Streams baseline (bench extra)",
-    )
-    parser.add_argument(
-        "--no-record",
-        action="store_true",
-        help="print only; do not append to docs/benchmarks.md",
     )
     parser.add_argument(
         "--profile",

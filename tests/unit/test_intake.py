@@ -187,7 +187,7 @@ async def test_nothing_is_applied_during_a_rebalance() -> None:
     assert app.consumer.acked == []
 
 
-async def test_offer_takes_a_record_only_when_no_wait_is_needed() -> None:
+async def test_offer_only_without_a_wait() -> None:
     app = fake_app()
     intake = Intake(app, maxsize=2)
     assert intake.offer(message(0)) is True
@@ -226,7 +226,7 @@ async def deferred_batches(app: Any, outcome: str) -> list[tuple[int, int]]:
     written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     ack_after(written)
     await on_message(message(1))
-    await generator.__anext__()  # asks for the next batch: the first is not acked
+    await generator.__anext__()  # requests the next batch: the first is not acked yet
     acked_before = list(app.consumer.acked)
     if outcome == "written":
         written.set_result(None)
