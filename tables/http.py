@@ -22,7 +22,7 @@ from faust.web import Request, View
 
 from agents.batching import day_key
 from app.api.errors import error_response
-from app.events import InvalidEvent, date_to_day, parse_day, parse_user
+from app.events import InvalidEvent, date_to_day, parse_day, parse_user, parse_uuid
 from app.metrics import applied_lag, rollup_lag
 from app.pipeline import Pipeline
 from tables.definitions import read_window
@@ -240,6 +240,7 @@ def register_stats_views(pipeline: Pipeline) -> None:
         @route_to_owner(topics.messages, match_info="message_id")
         async def get(self, request: Request, message_id: str) -> web.Response:
             try:
+                parse_uuid(message_id, "message_id")
                 days = parse_range(request)
             except InvalidEvent as error:
                 return error_response(400, error.field, error.message)
@@ -264,6 +265,10 @@ def register_stats_views(pipeline: Pipeline) -> None:
     class MessageViews(View):
         @route_to_owner(topics.messages, match_info="message_id")
         async def get(self, request: Request, message_id: str) -> web.Response:
+            try:
+                parse_uuid(message_id, "message_id")
+            except InvalidEvent as error:
+                return error_response(400, error.field, error.message)
             stored = tables.message_views.get(message_id) or {}
             return json_response(
                 {

@@ -350,6 +350,9 @@ def bad_requests(
         ("GET", "/messages", {"params": {"cursor": "garbage"}}, 400, "cursor"),
         ("GET", "/users/bad%20user/messages", {}, 400, "user"),
         ("GET", "/messages/nope", {}, 400, "message_id"),
+        ("GET", "/stats/messages/xyz/likes", {}, 400, "message_id"),
+        ("GET", f"/stats/messages/{message_id.upper()}/likes", {}, 400, "message_id"),
+        ("GET", "/stats/messages/xyz/views", {}, 400, "message_id"),
     ]
 
 
