@@ -382,9 +382,10 @@ def print_summary(
         )
     )
     print(
-        "most viewed: "
+        "most viewed, by view time: "
         + ", ".join(
-            f"{m['message_id'][:8]} ({m['views']} views)"
+            f"{m['message_id'][:8]} ({m['view_ms'] / 60000:.1f} min, "
+            f"{m['views']} views)"
             for m in report["most_viewed"][:5]
         )
     )
@@ -397,7 +398,7 @@ def print_summary(
         f"tables versus truth differences: {report['truth_differences']}"
     )
     print(
-        f"lag p50 {report['lag_ms']['p50']:.1f} ms, "
+        f"lag from source record to rollup p50 {report['lag_ms']['p50']:.1f} ms, "
         f"p99 {report['lag_ms']['p99']:.1f} ms;"
         f" throughput {report['throughput_events_per_s']:,.0f} events/s;"
         f" whole job {report['duration_s']:.0f} s"

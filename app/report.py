@@ -158,7 +158,7 @@ def render_html(report: dict[str, Any]) -> str:
         ("stream versus batch differences", report["differences"]),
         ("tables versus simulator truth differences", report["truth_differences"]),
         (
-            "end-to-end lag p50 / p99 (ms)",
+            "end-to-end lag, source record to rollup, p50 / p99 (ms)",
             f"{report['lag_ms']['p50']:.1f} / {report['lag_ms']['p99']:.1f}",
         ),
         ("throughput (events/s)", f"{report['throughput_events_per_s']:,.0f}"),
