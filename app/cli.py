@@ -92,9 +92,19 @@ def start_background_worker(settings: Settings, service: str = "worker") -> int:
     """Start ``app.cli worker`` detached, with its pid file; return its pid."""
     pid_dir = settings.state_dir / "pids"
     pid_file = pid_dir / f"{service}.pid"
+    app_id_file = pid_dir / f"{service}.app_id"
     existing = _running_pid(pid_file)
     if existing is not None and health_ok(settings.api_url):
-        print(f"{service} already running (pid {existing}) at {settings.api_url}")
+        running_id = _read_text(app_id_file) or "unknown"
+        print(
+            f"{service} already running (pid {existing}) at {settings.api_url}, "
+            f"application id {running_id}"
+        )
+        if running_id != settings.app_id:
+            print(
+                f"note: that is not this command's application id "
+                f"{settings.app_id}; run make down first to start it instead"
+            )
         return existing
     log_path = settings.log_dir / f"{service}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,6 +120,7 @@ def start_background_worker(settings: Settings, service: str = "worker") -> int:
             start_new_session=True,
         )
     pid_file.write_text(str(process.pid))
+    app_id_file.write_text(settings.app_id)
     deadline = time.monotonic() + WORKER_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if health_ok(settings.api_url):
@@ -134,9 +145,11 @@ def stop_background_worker(settings: Settings, service: str = "worker") -> bool:
     whether a worker was running.
     """
     pid_file = settings.state_dir / "pids" / f"{service}.pid"
+    app_id_file = pid_file.parent / f"{service}.app_id"
     pid = _running_pid(pid_file)
     if pid is None:
         pid_file.unlink(missing_ok=True)
+        app_id_file.unlink(missing_ok=True)
         return False
     os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
@@ -145,7 +158,15 @@ def stop_background_worker(settings: Settings, service: str = "worker") -> bool:
     if _running_pid(pid_file) is not None:
         os.killpg(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
+    app_id_file.unlink(missing_ok=True)
     return True
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return None
 
 
 def _running_pid(pid_file: Path) -> int | None:
