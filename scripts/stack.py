@@ -166,6 +166,8 @@ def stop_pid_file(paths: Paths, service: str, timeout: float = 20.0) -> bool:
         _signal_group(pid, signal.SIGKILL)
         time.sleep(0.5)
     pid_file.unlink(missing_ok=True)
+    # A worker started by app.cli records its application id beside its pid.
+    pid_file.with_suffix(".app_id").unlink(missing_ok=True)
     return True
 
 
