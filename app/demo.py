@@ -269,6 +269,16 @@ def run(args: argparse.Namespace) -> int:
         f"simulated {events_sent:,} records over {args.days} days for "
         f"{args.users} users"
     )
+    sent = truth["sent"]
+    print(
+        "  of which "
+        + ", ".join(
+            f"{topic} {counts['valid']:,} valid, {counts['invalid']:,} invalid "
+            f"and {counts['duplicate']:,} duplicates"
+            for topic, counts in sent.items()
+        )
+        + "; a like or unlike that changes nothing is valid but not counted"
+    )
 
     asyncio.run(create_event_topics(settings))
     start_background_worker(settings)
