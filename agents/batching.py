@@ -56,8 +56,8 @@ RETRY_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 T = TypeVar("T")
 
-# Futures that the current batch's acknowledgement waits for; set by
-# intake_batches around each batch it yields (see ack_after).
+# Futures that the current batch's acknowledgement waits for. intake_batches
+# sets the list around each batch it yields (see ack_after).
 _ACK_AFTER: ContextVar[list[asyncio.Future[None]] | None] = ContextVar(
     "ack_after", default=None
 )

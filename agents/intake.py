@@ -99,10 +99,13 @@ class Intake:
             or len(self._buffer) >= self._maxsize
         ):
             return False
+        self._append(message)
+        return True
+
+    def _append(self, message: Any) -> None:
         self._buffer.append(message)
         if len(self._buffer) >= self._want:
             self._filled.set()
-        return True
 
     def handler(self, tp: TP) -> Callable[[Any], Awaitable[None]]:
         """Return the conductor's callback for the messages fetched from ``tp``."""
@@ -118,9 +121,7 @@ class Intake:
             while len(buffer) >= self._maxsize:
                 self._space.clear()
                 await self._space.wait()
-            buffer.append(message)
-            if len(buffer) >= self._want:
-                self._filled.set()
+            self._append(message)
 
         return on_message
 
@@ -228,7 +229,8 @@ class IntakeConsumer(faust_aiokafka.Consumer):
             while not (self._stopped.is_set() or fetcher._stopped.is_set()):
                 self.diag.set_flag(CONSUMER_FETCHING)
                 records = self.getmany(timeout=1.0)
-                # getmany can return at once many times in a row.
+                # Let other tasks run, because getmany can return at once many
+                # times in a row.
                 await asyncio.sleep(0)
                 if self.should_stop:
                     continue
@@ -255,11 +257,11 @@ class IntakeConsumer(faust_aiokafka.Consumer):
         except self.consumer_stopped_errors:
             if not self.app.should_stop:
                 raise
-            self.log.info("Broker stopped the consumer; shutting down")
+            self.log.info("Broker stopped the consumer, so the fetch loop ends")
         except asyncio.CancelledError:
             if not self.app.should_stop:
                 raise
-            self.log.info("Consumer cancelled while shutting down")
+            self.log.info("Fetch loop cancelled while the worker shuts down")
         except Exception as exc:
             self.log.exception("Fetch loop failed: %r", exc)
             raise

@@ -84,7 +84,10 @@ class LikeCountWriter:
                     written.set_result(None)
 
     async def _write(self, counts: dict[str, int]) -> None:
-        """Write ``counts``, retrying until it succeeds; the agents wait meanwhile."""
+        """Write ``counts``, retrying until the write succeeds.
+
+        Meanwhile the batches behind these counts stay unacknowledged.
+        """
         attempt = 0
         while True:
             try:

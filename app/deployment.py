@@ -7,6 +7,7 @@ and delete them with these functions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from app.settings import Settings
@@ -21,16 +22,21 @@ def owns_topic(settings: Settings, name: str) -> bool:
     return name.startswith((settings.topic_prefix, f"{settings.app_id}-"))
 
 
-async def delete_topics(settings: Settings) -> list[str]:
-    """Delete every topic of the deployment; return their names."""
+async def delete_topics(
+    settings: Settings, owns: Callable[[str], bool] | None = None
+) -> list[str]:
+    """Delete every topic of the deployment and return their names.
+
+    ``owns`` replaces :func:`owns_topic` as the test of which topics to delete.
+    """
     from aiokafka.admin import AIOKafkaAdminClient
+
+    belongs = owns or (lambda name: owns_topic(settings, name))
 
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
-        names = [
-            name for name in await admin.list_topics() if owns_topic(settings, name)
-        ]
+        names = [name for name in await admin.list_topics() if belongs(name)]
         if names:
             await admin.delete_topics(names)
         return names

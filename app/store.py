@@ -179,7 +179,7 @@ class FeedStore:
         """Set each message's ``like_count`` to the given absolute value."""
         # NOTE: FerretDB 1.24 (SQLite) indexes _id on the expression
         # _ferretdb_sjson->"_id" but filters on _ferretdb_sjson->'$._id', so
-        # SQLite scans the whole collection for each update by _id; at scale
+        # SQLite scans the whole collection for each update by _id. At scale
         # these writes bound the like agent there. MongoDB uses its _id index.
         operations = [
             UpdateOne({"_id": message_id}, {"$set": {"like_count": count}})

@@ -25,7 +25,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from app.cli import create_event_topics
-from app.deployment import drop_database
+from app.deployment import delete_topics, drop_database
 from app.events import MICROS_PER_DAY, make_event, now_micros
 from app.settings import PROJECT_ROOT, Settings
 
@@ -119,16 +119,7 @@ async def delete_run_topics(settings: Settings) -> None:
     That covers the worker's topics and Faust's changelogs, and the Quix
     baseline's changelogs too, which Quix names ``changelog__<group>--...``.
     """
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        names = [n for n in await admin.list_topics() if settings.app_id in n]
-        if names:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
+    await delete_topics(settings, owns=lambda name: settings.app_id in name)
 
 
 def workload(
@@ -272,7 +263,7 @@ def start_sampler(pid: int, output: Path) -> subprocess.Popen[bytes]:
     """Sample the worker's Python stacks with py-spy into a collapsed-stack file."""
     py_spy = Path(sys.executable).with_name("py-spy")
     if not py_spy.exists():
-        raise SystemExit("--profile needs py-spy: pip install -e '.[bench]'")
+        raise SystemExit("--profile needs py-spy, which is missing: run make bench")
     return subprocess.Popen(
         [
             str(py_spy),

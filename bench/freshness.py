@@ -59,7 +59,7 @@ POLL_S = 0.002
 WARMUP_S = 10.0
 # Probes run and not counted before the measured ones. In the first second or
 # two after a fresh deployment's first post and like, records reached the
-# agents in pulses about 100 ms apart; 10 probes cover that.
+# agents in pulses about 100 ms apart. Measured, 10 probes cover that.
 WARMUP_PROBES = 10
 
 

@@ -140,7 +140,7 @@ def main() -> int:
     parser.add_argument(
         "--profile",
         type=Path,
-        help="sample the recovery from the changelog with py-spy into this file",
+        help="sample the recovery from the changelogs with py-spy into this file",
     )
     args = parser.parse_args()
 

@@ -9,15 +9,15 @@ its time there, and the RocksDB writes took 2 % of it.
 
 Here the conductor hands changelog records to an intake (see
 :mod:`agents.intake`) as they are fetched, undecoded, and
-:class:`BulkRecovery` takes them in batches of up to ``BATCH_MAX``. For each
-record it keeps Faust's rules: a record of a partition that is neither active
-nor standby here is skipped, a record at or below the partition's last
-applied offset is skipped, and the others are written to the table's RocksDB
-store with their offsets. The check for the end of the recovery runs once per
+:class:`BulkRecovery` takes them in batches of up to ``BATCH_MAX``. It keeps
+Faust's rules for each record. A record of a partition that is neither
+active nor standby here is skipped, and so is a record at or below the
+partition's last applied offset. The others are written to the table's
+RocksDB store with their offsets. The check for the end of the recovery runs once per
 batch. Everything else, from the seek to the signals that start and end a
 recovery, is Faust's.
 
-Not supported, and refused at start: tables with an ``on_changelog_event``
+Not supported, and rejected at start: tables with an ``on_changelog_event``
 callback, which needs decoded events, and the ``exactly_once`` guarantee,
 whose aborted transactions Faust's loop steps over.
 """
@@ -50,27 +50,32 @@ class BulkRecovery(Recovery):
         super().__init__(app, tables, **kwargs)
         conductor = app.topics
         if not isinstance(conductor, IntakeConductor):
-            raise TypeError("BulkRecovery needs an app with an IntakeConductor")
+            raise TypeError(
+                "BulkRecovery needs an app whose conductor is an IntakeConductor; "
+                "create the app as agents.intake.IntakeApp"
+            )
         self.intake = conductor.add_changelog_intake()
 
     def _check_supported(self) -> None:
         if self.app.in_transaction:
             raise RuntimeError(
-                "BulkRecovery does not support processing_guarantee=exactly_once"
+                "BulkRecovery does not support processing_guarantee=exactly_once; "
+                "use at_least_once or Faust's own TableManager"
             )
         for table in self.tables.values():
             if table._on_changelog_event is not None:
                 raise RuntimeError(
-                    f"BulkRecovery does not support on_changelog_event "
-                    f"(table {table.name})"
+                    f"BulkRecovery does not support on_changelog_event, which "
+                    f"table {table.name} sets; remove it or use Faust's own "
+                    f"TableManager"
                 )
 
     @Service.task
     async def _slurp_changelogs(self) -> None:
         self._check_supported()
         while not self.should_stop:
-            # Set again below once this recovery is done; the next recovery
-            # must not find it set from the last one.
+            # Cleared on every turn and set once this recovery is done, so the
+            # next recovery never finds it still set by the last one.
             self.signal_recovery_end.clear()
             try:
                 messages = await asyncio.wait_for(
@@ -84,9 +89,15 @@ class BulkRecovery(Recovery):
                 self.apply_batch(messages)
                 self._after_batch()
             except Exception as exc:
-                # Faust's loop logs and goes on too; the seek of the next
-                # recovery starts again from the offsets RocksDB holds.
-                self.log.exception("Recovery batch failed: %r", exc)
+                # Faust's loop also logs and goes on. The next recovery seeks
+                # to the offsets that RocksDB contains and reads from there.
+                partitions = sorted({str(m.tp) for m in messages})
+                self.log.exception(
+                    "Applying %d changelog records of %s failed: %r",
+                    len(messages),
+                    ", ".join(partitions),
+                    exc,
+                )
 
     def apply_batch(self, messages: list[Any]) -> None:
         """Write the new records of ``messages`` to their tables' stores."""

@@ -56,9 +56,9 @@ async def test_redelivered_message_keeps_like_count(store: FeedStore) -> None:
     assert second["body"] == "second"
 
 
-async def test_like_counts_of_many_messages_in_one_call(store: FeedStore) -> None:
+async def test_like_counts_of_250_messages(store: FeedStore) -> None:
     # FerretDB 1.24 never finishes an update command of 100 statements or
-    # more, so the store must split this call; it would time out otherwise.
+    # more, so the store must split this call, or it times out.
     ids = [f"m{index:03d}" for index in range(250)]
     await store.upsert_messages([document(message_id) for message_id in ids])
     counts = {message_id: index for index, message_id in enumerate(ids)}

@@ -79,9 +79,7 @@ async def test_one_worker_and_replay_match_truth(worker_factory) -> None:
     assert replayed.differences == []
 
 
-async def test_worker_without_local_state_recovers_tables_from_changelogs(
-    worker_factory,
-) -> None:
+async def test_restart_recovers_from_changelogs(worker_factory) -> None:
     first = worker_factory()
     simulation = simulate(small_config(seed=13))
     await send_kafka(simulation.events, first.settings)

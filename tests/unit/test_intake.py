@@ -206,7 +206,7 @@ async def test_offer_only_without_a_wait() -> None:
     assert [m.offset for m in batch] == [0, 1]
 
 
-async def test_clear_drops_records_not_taken_and_frees_room() -> None:
+async def test_clear_drops_untaken_records() -> None:
     app = fake_app()
     intake = Intake(app, maxsize=1)
     assert intake.offer(message(0)) is True
@@ -242,7 +242,7 @@ async def test_deferred_ack_waits_for_the_future() -> None:
     assert await deferred_batches(fake_app(), "written") == [(0, 0)]
 
 
-async def test_deferred_ack_skipped_when_the_future_fails() -> None:
+async def test_failed_future_leaves_batch_unacked() -> None:
     assert await deferred_batches(fake_app(), "failed") == []
 
 

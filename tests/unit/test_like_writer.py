@@ -12,7 +12,7 @@ from app.metrics import LIKE_COUNT_WRITE_FAILURES, counters
 
 
 class SlowStore:
-    """Records each write; a write waits until the test releases it."""
+    """A store that records each write. A write waits until the test releases it."""
 
     def __init__(self, failures: int = 0) -> None:
         self.writes: list[dict[str, int]] = []
@@ -28,7 +28,7 @@ class SlowStore:
         self.writes.append(dict(counts))
 
 
-async def test_counts_written_in_order_newest_count_wins() -> None:
+async def test_newest_count_per_message_wins() -> None:
     store = SlowStore()
     store.release.clear()
     writer = LikeCountWriter(store)
@@ -41,7 +41,7 @@ async def test_counts_written_in_order_newest_count_wins() -> None:
     assert store.writes == [{"a": 1}, {"a": 3, "b": 1}]
 
 
-async def test_future_completes_only_after_its_write() -> None:
+async def test_future_done_after_write() -> None:
     store = SlowStore()
     store.release.clear()
     writer = LikeCountWriter(store)
@@ -63,7 +63,7 @@ async def test_failed_write_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
     assert counters.value(LIKE_COUNT_WRITE_FAILURES) == before + 2
 
 
-async def test_submit_waits_while_too_many_batches_wait() -> None:
+async def test_submit_waits_when_full() -> None:
     store = SlowStore()
     store.release.clear()
     writer = LikeCountWriter(store, max_waiting=1)

@@ -44,7 +44,7 @@ def recovery(days: FakeTable, user_days: FakeTable) -> Any:
     )
 
 
-def test_apply_batch_writes_new_records_and_moves_offsets() -> None:
+def test_apply_batch_skips_old_records() -> None:
     days, user_days = FakeTable(), FakeTable()
     state = recovery(days, user_days)
     BulkRecovery.apply_batch(
@@ -72,7 +72,7 @@ def test_apply_batch_writes_new_records_and_moves_offsets() -> None:
     assert set(state._active_events_received_at) == {ACTIVE, OTHER_TABLE}
 
 
-def test_apply_batch_of_nothing_writes_nothing() -> None:
+def test_empty_batch_writes_nothing() -> None:
     days, user_days = FakeTable(), FakeTable()
     state = recovery(days, user_days)
     BulkRecovery.apply_batch(state, [])
